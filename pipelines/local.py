@@ -1,0 +1,118 @@
+"""``make local-run``: prepare -> train -> evaluate in one process, in Hydra's run folder.
+
+Single runs and multiruns (``-m model.max_leaf_nodes=32,128``) share this
+entrypoint; a multirun ends with a summary table across its runs.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from conf import to_yaml
+from steps.errors import ConfigError, UserError
+from steps.evaluate import METRICS_FILE, evaluate
+from steps.io import staged_outputs
+from steps.prepare import prepare
+from steps.train import train
+
+log = logging.getLogger(__name__)
+SUMMARY_COLUMNS = ("poisson_deviance", "d2", "gini", "baseline_poisson_deviance", "d2_ratio")
+
+
+def check_complete(cfg: DictConfig) -> None:
+    """Fail early, naming the override to set, when a required value is missing."""
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        hints = " ".join(f"{key}=..." for key in missing)
+        raise ConfigError(f"Missing required config values: {', '.join(missing)}. Set {hints}")
+
+
+def run(cfg: DictConfig, out: Path) -> dict[str, Any]:
+    """Run the three steps with all outputs under ``out``; return the metrics."""
+    check_complete(cfg)
+    with staged_outputs(out) as stage:
+        (stage / "config.yaml").write_text(to_yaml(cfg))
+    splits = prepare(cfg, out / "data")
+    train(cfg, splits["train"], splits["validation"], out / "model")
+    metrics = evaluate(cfg, out / "model", splits["test"], out, validation_dir=splits["validation"])
+    print(summary_table([(cfg.model.name, metrics)]), flush=True)
+    print(f"Outputs: {out}", flush=True)
+    return metrics
+
+
+def summary_table(rows: list[tuple[str, dict[str, Any]]]) -> str:
+    """A plain-text table of test metrics, one row per run."""
+    header = ["run", *SUMMARY_COLUMNS]
+    lines = [header]
+    for label, metrics in rows:
+        test = metrics.get("test", {})
+        lines.append([label, *(f"{test[c]:.6f}" if c in test else "-" for c in SUMMARY_COLUMNS)])
+    widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
+    text = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in lines]
+    text.insert(1, "  ".join("-" * w for w in widths))
+    return "test metrics\n" + "\n".join(text)
+
+
+def guarded(task: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:
+    """Report a ``UserError`` as one paragraph and exit non-zero, without a traceback."""
+
+    def wrapper(cfg: DictConfig) -> Any:
+        try:
+            return task(cfg)
+        except UserError as err:
+            log.error("%s", err)
+            print(f"error: {err}", file=sys.stderr, flush=True)
+            sys.exit(2)
+
+    wrapper.__name__ = task.__name__
+    wrapper.__doc__ = task.__doc__
+    return wrapper
+
+
+class SweepSummary(Callback):
+    """At the end of a multirun, print and save a table across its runs."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        rows = []
+        for metrics_file in sorted(sweep_dir.glob(f"*/{METRICS_FILE}"), key=_job_number):
+            overrides = metrics_file.parent / ".hydra" / "overrides.yaml"
+            label = " ".join(OmegaConf.load(overrides)) if overrides.exists() else ""
+            rows.append((label or metrics_file.parent.name, json.loads(metrics_file.read_text())))
+        if not rows:
+            return
+        with staged_outputs(sweep_dir) as stage, open(stage / "summary.csv", "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["run", *SUMMARY_COLUMNS])
+            for label, metrics in rows:
+                writer.writerow([label, *(metrics["test"].get(c, "") for c in SUMMARY_COLUMNS)])
+        print(summary_table(rows), flush=True)
+        print(f"Summary: {sweep_dir / 'summary.csv'}", flush=True)
+
+
+def _job_number(path: Path) -> int:
+    name = path.parent.name
+    return int(name) if name.isdigit() else sys.maxsize
+
+
+@hydra.main(config_path="../conf", config_name="config", version_base="1.3")
+@guarded
+def main(cfg: DictConfig) -> float:
+    """Local run; returns the validation deviance (the value sweeps compare)."""
+    metrics = run(cfg, Path(HydraConfig.get().runtime.output_dir))
+    return metrics["validation"]["poisson_deviance"]
+
+
+if __name__ == "__main__":
+    main()

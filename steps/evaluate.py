@@ -1,0 +1,91 @@
+"""Evaluate step: metrics.json, calibration.png and lorenz.png for the test split."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from omegaconf import DictConfig
+
+from steps.io import read_split, staged_outputs, write_json
+from steps.metrics import calibration_table, gini, scores
+from steps.model import exposure
+from steps.train import load_model, report
+
+log = logging.getLogger(__name__)
+METRICS_FILE = "metrics.json"
+CALIBRATION_FILE = "calibration.png"
+LORENZ_FILE = "lorenz.png"
+REPORTED = ("poisson_deviance", "d2", "gini", "mae", "mse", "baseline_poisson_deviance")
+
+
+def split_metrics(
+    cfg: DictConfig, df: pd.DataFrame, predicted: np.ndarray, baseline: float
+) -> dict[str, float]:
+    """Model metrics on one split, with the constant baseline and, if known, the truth."""
+    claims, expo = df[cfg.data.target].to_numpy(float), exposure(df, cfg.data)
+    out = scores(claims, expo, predicted)
+    out["baseline_poisson_deviance"] = scores(claims, expo, np.full(len(df), baseline))[
+        "poisson_deviance"
+    ]
+    truth = cfg.data.true_frequency
+    if truth and truth in df:
+        best = scores(claims, expo, df[truth].to_numpy(float))
+        out["best_poisson_deviance"] = best["poisson_deviance"]
+        out["best_d2"] = best["d2"]
+        out["d2_ratio"] = out["d2"] / best["d2"] if best["d2"] > 0 else float("nan")
+    return out
+
+
+def evaluate(
+    cfg: DictConfig,
+    model_dir: Path,
+    test_dir: Path,
+    output_dir: Path,
+    validation_dir: Path | None = None,
+) -> dict[str, Any]:
+    """Score the test split (and validation, if given); write metrics and plots together."""
+    model = load_model(model_dir)
+    test = read_split(test_dir)
+    predicted = model.predict(test)
+    metrics: dict[str, Any] = {
+        "model": model.name,
+        "params": model.params,
+        "data": cfg.data.name,
+        "test": split_metrics(cfg, test, predicted, model.train_mean_frequency),
+    }
+    if validation_dir is not None:
+        validation = read_split(validation_dir)
+        metrics["validation"] = split_metrics(
+            cfg, validation, model.predict(validation), model.train_mean_frequency
+        )
+    report("test", metrics["test"], REPORTED)
+
+    claims, expo = test[cfg.data.target].to_numpy(float), exposure(test, cfg.data)
+    truth = cfg.data.true_frequency if cfg.data.true_frequency in test else None
+    table = calibration_table(
+        claims,
+        expo,
+        predicted,
+        cfg.evaluation.calibration_bins,
+        test[truth].to_numpy(float) if truth else None,
+    )
+    metrics["calibration"] = table.to_dict(orient="records")
+    rankings = {model.name: predicted, "observed (oracle)": claims / expo}
+    if truth:
+        rankings["true frequency"] = test[truth].to_numpy(float)
+    ginis = {label: gini(claims, expo, r) for label, r in rankings.items()}
+    test_dev = metrics["test"]["poisson_deviance"]
+    title = f"{model.name} on {cfg.data.name}: test deviance {test_dev:.4f}"
+
+    from steps.plots import calibration_plot, lorenz_plot
+
+    with staged_outputs(Path(output_dir)) as stage:
+        calibration_plot(table, f"Calibration: {title}", stage / CALIBRATION_FILE)
+        lorenz_plot(claims, expo, rankings, ginis, f"Lorenz curve: {model.name}", stage / LORENZ_FILE)
+        write_json(stage / METRICS_FILE, metrics)
+    log.info("Wrote %s, %s and %s to %s", METRICS_FILE, CALIBRATION_FILE, LORENZ_FILE, output_dir)
+    return metrics

@@ -1,0 +1,58 @@
+"""Prepare step: load from the configured source, validate, split train/validation/test."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pandas as pd
+from omegaconf import DictConfig
+from sklearn.model_selection import train_test_split
+
+from steps.errors import ConfigError
+from steps.io import SPLIT_FILE, SPLITS, staged_outputs
+from steps.sources import load
+from steps.validate import validate
+
+log = logging.getLogger(__name__)
+
+
+def split(df: pd.DataFrame, cfg: DictConfig) -> dict[str, pd.DataFrame]:
+    """Seeded random split; validation drives early stopping and tuning, test is for the report."""
+    val_frac, test_frac = cfg.split.validation_fraction, cfg.split.test_fraction
+    if not (0 < val_frac < 1 and 0 < test_frac < 1 and val_frac + test_frac < 1):
+        raise ConfigError(
+            f"split.validation_fraction={val_frac} and split.test_fraction={test_frac} must "
+            "each be between 0 and 1 and add up to less than 1."
+        )
+    rest, test = train_test_split(df, test_size=test_frac, random_state=cfg.split.seed)
+    train, validation = train_test_split(
+        rest, test_size=val_frac / (1 - test_frac), random_state=cfg.split.seed + 1
+    )
+    return {"train": train, "validation": validation, "test": test}
+
+
+def columns(cfg: DictConfig) -> list[str]:
+    """The columns a split keeps: identifiers, target, exposure, features, true frequency."""
+    data = cfg.data
+    keep = [data.id_column, data.target, data.exposure, *data.categorical, *data.numeric]
+    keep.append(data.true_frequency)
+    return list(dict.fromkeys(c for c in keep if c))
+
+
+def prepare(cfg: DictConfig, output_dir: Path) -> dict[str, Path]:
+    """Write ``<output_dir>/<split>/data.parquet`` for train, validation and test.
+
+    Nothing is written unless the data pass validation.
+    """
+    raw = load(cfg.data)
+    clean = validate(raw, cfg.data)[columns(cfg)]
+    parts = split(clean, cfg)
+    output_dir = Path(output_dir)
+    with staged_outputs(output_dir) as stage:
+        for name in SPLITS:
+            (stage / name).mkdir()
+            parts[name].to_parquet(stage / name / SPLIT_FILE, index=False)
+    sizes = ", ".join(f"{name}={len(parts[name])}" for name in SPLITS)
+    log.info("Prepared %d rows of '%s': %s", len(clean), cfg.data.name, sizes)
+    return {name: output_dir / name for name in SPLITS}

@@ -1,0 +1,72 @@
+"""Train step: fit the configured model, print metric lines, save the model."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import joblib
+from omegaconf import DictConfig
+
+from steps.io import read_split, staged_outputs
+from steps.metrics import scores
+from steps.model import FrequencyModel, exposure, fit
+
+log = logging.getLogger(__name__)
+MODEL_FILE = "model.joblib"
+
+
+def metric_line(split: str, name: str, value: float) -> str:
+    """One metric in the fixed form SageMaker metric definitions scrape."""
+    return f"{split}:{name}={value:.6f}"
+
+
+# Regex matching ``metric_line`` for one metric (used by SageMaker metric definitions).
+METRIC_REGEX = r"{split}:{name}=([-+0-9.eE]+)"
+
+
+def report(split: str, values: dict[str, float], names: tuple[str, ...]) -> dict[str, float]:
+    """Print metric lines for ``names`` and return them keyed as ``split:name``."""
+    out = {}
+    for name in names:
+        line = metric_line(split, name, values[name])
+        print(line, flush=True)
+        out[line.split("=", 1)[0]] = values[name]
+    return out
+
+
+def score_split(model: FrequencyModel, cfg: DictConfig, df) -> dict[str, float]:
+    """Metrics of a fitted model on one split."""
+    return scores(df[cfg.data.target].to_numpy(float), exposure(df, cfg.data), model.predict(df))
+
+
+def train(
+    cfg: DictConfig, train_dir: Path, validation_dir: Path, model_dir: Path
+) -> dict[str, float]:
+    """Fit on the train split (early stopping on validation) and write ``model.joblib``.
+
+    Returns the metric values keyed as they are printed (``validation:poisson_deviance``).
+    """
+    train_df, validation_df = read_split(train_dir), read_split(validation_dir)
+    log.info("Fitting %s on %d rows", cfg.model.name, len(train_df))
+    start = time.perf_counter()
+    model = fit(cfg.model, cfg.data, train_df, validation_df)
+    log.info("Fitted %s in %.1f s %s", cfg.model.name, time.perf_counter() - start, model.params)
+    metrics = report("train", score_split(model, cfg, train_df), ("poisson_deviance",))
+    metrics |= report(
+        "validation", score_split(model, cfg, validation_df), ("poisson_deviance", "d2", "gini")
+    )
+    with staged_outputs(Path(model_dir)) as stage:
+        joblib.dump(model, stage / MODEL_FILE)
+    return metrics
+
+
+def load_model(model_dir: Path) -> FrequencyModel:
+    """Load the model the train step wrote (a SageMaker model.tar.gz already unpacked)."""
+    from steps.errors import DataError
+
+    path = Path(model_dir) / MODEL_FILE
+    if not path.is_file():
+        raise DataError(f"No trained model at '{path}': run the train step first.")
+    return joblib.load(path)

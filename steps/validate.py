@@ -1,0 +1,77 @@
+"""Validation of the raw frame before anything is trained, with pandera."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pandera.pandas as pa
+from omegaconf import DictConfig
+
+from steps.errors import DataError
+
+
+def schema(data: DictConfig) -> pa.DataFrameSchema:
+    """The rules a data set must meet, built from the ``data`` config group."""
+    numeric = {
+        col: pa.Column(float, coerce=True, nullable=False, checks=pa.Check(_finite, name="finite"))
+        for col in data.numeric
+    }
+    categorical = {col: pa.Column(nullable=False) for col in data.categorical}
+    counts = {
+        data.target: pa.Column(
+            float, coerce=True, nullable=False, checks=pa.Check.ge(0, error="count >= 0")
+        )
+    }
+    if data.exposure:
+        counts[data.exposure] = pa.Column(
+            float,
+            coerce=True,
+            nullable=False,
+            checks=[pa.Check.gt(0, error="exposure > 0"), pa.Check(_finite, name="finite")],
+        )
+    return pa.DataFrameSchema({**counts, **numeric, **categorical}, strict=False)
+
+
+def _finite(series: pd.Series) -> pd.Series:
+    """No infinities (missing and non-numeric values are reported by other rules)."""
+    values = pd.Series(pd.to_numeric(series, errors="coerce"))
+    return values.isna() | (values.abs() < float("inf"))
+
+
+def validate(df: pd.DataFrame, data: DictConfig) -> pd.DataFrame:
+    """Return the frame with numeric columns as floats, or raise one ``DataError``.
+
+    The error lists every broken rule with its column and how many rows break it.
+    """
+    overlap = set(data.categorical) & set(data.numeric)
+    if overlap:
+        raise DataError(f"Columns listed as both categorical and numeric: {sorted(overlap)}.")
+    if len(df) == 0:
+        raise DataError(f"The data set '{data.name}' has no rows.")
+    try:
+        return schema(data).validate(df, lazy=True)
+    except pa.errors.SchemaErrors as err:
+        raise DataError(_describe(err.failure_cases, data.name, len(df))) from None
+
+
+def _describe(cases: pd.DataFrame, name: str, n_rows: int) -> str:
+    """One paragraph: each broken rule, its column, and how many rows break it."""
+    problems = []
+    for (column, check), group in cases.groupby(["column", "check"], dropna=False, sort=True):
+        if str(check).startswith("dtype("):
+            continue  # reported by the coerce_dtype rule of the same column
+        if check == "column_in_dataframe":
+            missing = group["failure_case"].astype(str).tolist()
+            problems.extend(f"column '{m}' is missing" for m in missing)
+            continue
+        failures = group["failure_case"]
+        examples = ", ".join(repr(v) for v in failures.dropna().unique()[:3])
+        rule = {
+            "not_nullable": "no missing values",
+            "finite": "finite numbers",
+        }.get(str(check), str(check))
+        if str(check).startswith("coerce_dtype"):
+            rule = "numeric values"
+        count = len(group) if len(group) > 1 or group["index"].notna().all() else n_rows
+        detail = f" (e.g. {examples})" if examples else ""
+        problems.append(f"column '{column}' must have {rule}: {count} rows break it{detail}")
+    return f"Data set '{name}' ({n_rows} rows) failed validation: " + "; ".join(problems) + "."
