@@ -21,15 +21,17 @@ GROUPS = tuple(
 register_configs()
 
 
-def compose(overrides: Sequence[str] = ()) -> DictConfig:
-    """Compose ``conf/config.yaml`` with Hydra overrides into one validated config.
+def compose(overrides: Sequence[str] = (), config_dir: Path | None = None) -> DictConfig:
+    """Compose ``config.yaml`` with Hydra overrides into one validated config.
 
-    Unknown keys and wrong types raise ``hydra.errors.ConfigCompositionException``
-    (or ``omegaconf`` validation errors) naming the offending override.
+    ``config_dir`` defaults to the packaged tree; a job passes the tree uploaded
+    in its config channel. Unknown keys and wrong types raise
+    ``hydra.errors.ConfigCompositionException`` naming the offending override.
     """
     if GlobalHydra.instance().is_initialized():
         GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+    config_dir = Path(config_dir or CONF_DIR).resolve()
+    with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
         cfg = _hydra_compose(config_name=CONFIG_NAME, overrides=list(overrides))
     return cfg
 
