@@ -21,9 +21,9 @@ def calibration_plot(table: pd.DataFrame, title: str, path: Path) -> None:
     ax.plot(x, table["predicted_frequency"], "o-", label="predicted", color="tab:blue")
     ax.plot(x, table["observed_frequency"], "s--", label="observed", color="tab:orange")
     if "true_frequency" in table:
-        ax.plot(x, table["true_frequency"], ":", label="true", color="tab:green")
+        ax.plot(x, table["true_frequency"], "x:", label="true", color="tab:green", zorder=3)
     ax.set(
-        xlabel="fraction of exposure, sorted by predicted frequency",
+        xlabel=f"fraction of exposure, sorted by predicted frequency ({len(table)} bins)",
         ylabel="mean frequency (claims per year)",
         title=title,
         xlim=(0, 1),
