@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
+import typing
 from collections.abc import Sequence
 from pathlib import Path
 
 from hydra import compose as _hydra_compose
 from hydra import initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
+from hydra.errors import ConfigCompositionException
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
-from conf.schema import SCHEMAS, register_configs
+from conf.schema import SCHEMAS, Config, register_configs
 
 CONF_DIR = Path(__file__).resolve().parent
 CONFIG_NAME = "config"
@@ -33,7 +37,51 @@ def compose(overrides: Sequence[str] = (), config_dir: Path | None = None) -> Di
     config_dir = Path(config_dir or CONF_DIR).resolve()
     with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
         cfg = _hydra_compose(config_name=CONFIG_NAME, overrides=list(overrides))
+    validate(cfg)
     return cfg
+
+
+def validate(cfg: DictConfig) -> None:
+    """Check the whole config against the schema, keys added with ``+`` included.
+
+    Hydra already rejects unknown keys; an explicit append (``+model.foo=1``)
+    bypasses that, so the composed config is merged into the schema once more.
+    """
+    selectors = {"data": "source", "model": "name"}
+    try:
+        _conform(Config, cfg)
+        for group, selector in selectors.items():
+            choice = cfg[group][selector]
+            if choice not in SCHEMAS[group]:
+                known = ", ".join(SCHEMAS[group])
+                raise ConfigCompositionException(
+                    f"{group}.{selector}='{choice}': use one of {known}"
+                )
+            _conform(SCHEMAS[group][choice], cfg[group], prefix=f"{group}.")
+    except OmegaConfBaseException as err:
+        raise ConfigCompositionException(f"Invalid config: {err}") from err
+
+
+def _conform(schema: type, node: DictConfig, prefix: str = "") -> None:
+    """Merge ``node`` into ``schema`` (wrong types raise) and reject keys it does not have."""
+    OmegaConf.merge(OmegaConf.structured(schema), node)
+    hints = typing.get_type_hints(schema)
+    for key in node:
+        path = f"{prefix}{key}"
+        if key not in hints:
+            raise ConfigCompositionException(
+                f"Unknown config key '{path}' (not in {schema.__name__}; "
+                f"known keys: {', '.join(hints)})"
+            )
+        if not isinstance(node[key], DictConfig):
+            continue
+        if dataclasses.is_dataclass(hints[key]):
+            _conform(hints[key], node[key], prefix=f"{path}.")
+        elif typing.get_origin(hints[key]) is dict:
+            item_type = typing.get_args(hints[key])[1]
+            if dataclasses.is_dataclass(item_type):
+                for name, item in node[key].items():
+                    _conform(item_type, item, prefix=f"{path}.{name}.")
 
 
 def merge_overrides(base: Sequence[str], extra: Sequence[str]) -> list[str]:
