@@ -1,0 +1,286 @@
+"""The image's entrypoint: ``python -m container.entrypoint prepare|train|evaluate``.
+
+Each command composes the job's config (packaged defaults, then the config
+channel, then runtime overrides), calls the same step function as a local run
+with paths from the /opt/ml layout, and writes ``config.yaml`` beside its
+outputs. Outputs appear together at the end or not at all. On an error the
+reason goes to ``/opt/ml/output/failure`` (and ``message``, which processing
+jobs report) and the exit code is 2 for a user error, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import sys
+import tarfile
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+import yaml
+from hydra.errors import HydraException
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from conf import merge_overrides, to_yaml
+from conf.channel import OVERRIDES_FILE, compose_from_channel, parse_overrides
+from container import hyperparameters
+from container.paths import CONFIG_CHANNEL, MODEL_ARCHIVE, OptMl
+from steps.errors import ConfigError, DataError, UserError
+
+# The step modules (scikit-learn, pandas, matplotlib) are imported by the command
+# that needs them, after its inputs and config are checked, so that a bad input
+# fails in a second.
+
+log = logging.getLogger("container")
+CONFIG_FILE = "config.yaml"
+MODEL_QUALITY_FILE = "model_quality.json"
+MODEL_FILE = "model.joblib"  # steps.train.MODEL_FILE (checked by the tests)
+EVALUATION_OUTPUT = "evaluation"
+# Metrics in SageMaker's model-quality statistics format (regression_metrics).
+QUALITY_METRICS = ("poisson_deviance", "d2", "gini", "mae", "mse")
+
+
+class UsageError(UserError):
+    """The command line is wrong."""
+
+
+# ----------------------------------------------------------------------------- config
+
+
+def compose_job(channel: Path, runtime: Sequence[str]) -> DictConfig:
+    """The job's config from the config channel (if present) and runtime overrides."""
+    folder = channel if channel.exists() else None
+    if folder is not None and not (folder / OVERRIDES_FILE).is_file():
+        raise ConfigError(
+            f"The config channel at '{channel}' has no {OVERRIDES_FILE}: it must hold the "
+            "folder written by conf.channel.write_channel (conf/, overrides.yaml, config.yaml)."
+        )
+    where = f"the config channel at '{channel}'" if folder else "the packaged config"
+    try:
+        cfg = compose_from_channel(folder, list(runtime))
+        OmegaConf.resolve(cfg)
+    except (HydraException, OmegaConfBaseException, yaml.YAMLError, ValueError) as exc:
+        raise ConfigError(
+            f"Could not compose the job's config from {where} with overrides "
+            f"{list(runtime)}: {_one_paragraph(exc)}"
+        ) from exc
+    return cfg
+
+
+def job_config(channel: Path, runtime: Sequence[str]) -> DictConfig:
+    """``compose_job``, checked for missing values and logged."""
+    cfg = compose_job(channel, runtime)
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        hints = " ".join(f"{key}=..." for key in missing)
+        raise ConfigError(f"Missing required config values: {', '.join(missing)}. Set {hints}")
+    log.info("Resolved config (overrides %s):\n%s", list(runtime), to_yaml(cfg))
+    return cfg
+
+
+def runtime_overrides(text: str) -> list[str]:
+    """Split an override string; unbalanced quotes are a user error."""
+    try:
+        return parse_overrides(text)
+    except ValueError as exc:
+        raise ConfigError(f"Cannot parse the overrides {text!r}: {exc}.") from exc
+
+
+def training_overrides(paths: OptMl, cli_overrides: str) -> list[str]:
+    """Overrides of a training job: the ``overrides`` hyperparameter, CLI, then tuned keys."""
+    text, keyed = hyperparameters.split(hyperparameters.read(paths.hyperparameters))
+    runtime = runtime_overrides(text) + runtime_overrides(cli_overrides)
+    if not keyed:
+        return runtime
+    base = compose_job(paths.channel(CONFIG_CHANNEL), runtime)
+    typed = [hyperparameters.typed_override(base, k, v) for k, v in keyed.items()]
+    return merge_overrides(runtime, typed)
+
+
+def write_config(folder: Path, cfg: DictConfig) -> None:
+    """The resolved config a job ran with, beside its outputs."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / CONFIG_FILE).write_text(to_yaml(cfg))
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def run_prepare(paths: OptMl, overrides: str) -> None:
+    """Processing job: load, validate and split into output/{train,validation,test}."""
+    cfg = job_config(paths.processing_input(CONFIG_CHANNEL), runtime_overrides(overrides))
+    from steps.io import SPLITS, staged_outputs
+    from steps.prepare import prepare
+
+    with staged_outputs(paths.processing_outputs) as stage:
+        prepare(cfg, stage)
+        for name in SPLITS:
+            write_config(stage / name, cfg)
+
+
+def run_train(paths: OptMl, overrides: str) -> None:
+    """Training job: fit on the train channel, early-stop on validation, save the model."""
+    train_dir = require_input(paths.channel("train"), "training channel 'train'")
+    validation_dir = require_input(paths.channel("validation"), "training channel 'validation'")
+    cfg = job_config(paths.channel(CONFIG_CHANNEL), training_overrides(paths, overrides))
+    from steps.io import staged_outputs
+    from steps.train import train
+
+    with staged_outputs(paths.model) as stage:
+        train(cfg, train_dir, validation_dir, stage)
+        write_config(stage, cfg)
+
+
+def run_evaluate(paths: OptMl, overrides: str) -> None:
+    """Processing job: score the model on test (and validation) into output/evaluation."""
+    model_input = require_input(paths.processing_input("model"), "processing input 'model'")
+    test_dir = require_input(paths.processing_input("test"), "processing input 'test'")
+    validation = paths.processing_input("validation")
+    cfg = job_config(paths.processing_input(CONFIG_CHANNEL), runtime_overrides(overrides))
+    with tempfile.TemporaryDirectory(prefix="model-") as tmp:
+        model_dir = unpack_model(model_input, Path(tmp))
+        from steps.evaluate import evaluate
+        from steps.io import staged_outputs, write_json
+
+        output = paths.processing_output(EVALUATION_OUTPUT)
+        with staged_outputs(output) as stage:
+            metrics = evaluate(
+                cfg,
+                model_dir,
+                test_dir,
+                stage,
+                validation_dir=validation if _has_files(validation) else None,
+            )
+            write_json(stage / MODEL_QUALITY_FILE, model_quality(metrics["test"]))
+            write_config(stage, cfg)
+
+
+COMMANDS: dict[str, Callable[[OptMl, str], None]] = {
+    "prepare": run_prepare,
+    "train": run_train,
+    "evaluate": run_evaluate,
+}
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def require_input(folder: Path, what: str) -> Path:
+    """``folder`` if it holds files; otherwise a ``DataError`` naming the missing input."""
+    if not _has_files(folder):
+        state = "is empty" if folder.is_dir() else "does not exist"
+        raise DataError(
+            f"The job's {what} at '{folder}' {state}: the pipeline must pass the output of "
+            "the step before it as this input."
+        )
+    return folder
+
+
+def unpack_model(model_input: Path, scratch: Path) -> Path:
+    """The folder holding model.joblib: the input itself, or model.tar.gz unpacked."""
+    if (model_input / MODEL_FILE).is_file():
+        return model_input
+    archives = sorted(model_input.rglob(MODEL_ARCHIVE))
+    if len(archives) != 1:
+        raise DataError(
+            f"Expected {MODEL_FILE} or exactly one {MODEL_ARCHIVE} in the model input "
+            f"'{model_input}', found {len(archives)} archives: pass the training job's "
+            "model artifacts as the 'model' input."
+        )
+    try:
+        with tarfile.open(archives[0]) as tar:
+            tar.extractall(scratch, filter="data")
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise DataError(f"Cannot unpack '{archives[0]}': {_one_paragraph(exc)}") from exc
+    if not (scratch / MODEL_FILE).is_file():
+        raise DataError(f"'{archives[0]}' holds no {MODEL_FILE} at its top level.")
+    return scratch
+
+
+def model_quality(test: dict[str, float]) -> dict[str, Any]:
+    """Test metrics in SageMaker's model-quality statistics format."""
+    values = {name: test[name] for name in QUALITY_METRICS if name in test}
+    if "mse" in values:
+        values["rmse"] = math.sqrt(values["mse"])
+    return {
+        "regression_metrics": {
+            name: {"value": float(value), "standard_deviation": "NaN"}
+            for name, value in values.items()
+            if math.isfinite(value)
+        }
+    }
+
+
+def report_failure(paths: OptMl, reason: str) -> None:
+    """Write the reason where SageMaker reads it (training: failure, processing: message)."""
+    print(f"error: {reason}", file=sys.stderr, flush=True)
+    try:
+        paths.failure.parent.mkdir(parents=True, exist_ok=True)
+        for path in (paths.failure, paths.message):
+            path.write_text(reason + "\n", encoding="utf-8")
+    except OSError as exc:
+        print(f"error: could not write {paths.failure}: {exc}", file=sys.stderr, flush=True)
+
+
+def _has_files(folder: Path) -> bool:
+    return folder.is_dir() and any(p.is_file() for p in folder.rglob("*"))
+
+
+def _one_paragraph(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+# ------------------------------------------------------------------------------- main
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        usage = self.format_usage().strip().removeprefix("usage: ")
+        raise UsageError(f"{message}. Usage: {usage}")
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = _Parser(prog="python -m container.entrypoint", description=__doc__.split("\n")[0])
+    parser.add_argument("command", choices=sorted(COMMANDS), help="the job to run")
+    parser.add_argument(
+        "--overrides",
+        default="",
+        help='Hydra overrides applied after the config channel, e.g. "model=glm_poisson"',
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one job command; return the process exit code."""
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stdout,
+        force=True,
+    )
+    paths = OptMl.from_env()
+    try:
+        args = parse_args(argv)
+        log.info("Running '%s' with /opt/ml at %s", args.command, paths.root)
+        COMMANDS[args.command](paths, args.overrides)
+    except UserError as err:
+        report_failure(paths, _one_paragraph(err))
+        return 2
+    except Exception as err:
+        log.exception("Unexpected error")
+        report_failure(
+            paths,
+            f"Unexpected error ({type(err).__name__}: {_one_paragraph(err)}). "
+            "The job's log has the traceback.",
+        )
+        return 1
+    log.info("Done")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
