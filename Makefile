@@ -40,6 +40,7 @@ test: env-sagemaker ## Lint and run the test suite
 lint: env-sagemaker ## Ruff, hadolint, cfn-lint and checkov
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
+	$(RUN) hadolint container/Dockerfile
 
 bench: env-sagemaker ## Benchmarks: ratios against a plain scikit-learn baseline, run side by side
 	$(RUN) python -m benchmarks.run $(ARGS)
