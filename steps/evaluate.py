@@ -85,7 +85,9 @@ def evaluate(
 
     with staged_outputs(Path(output_dir)) as stage:
         calibration_plot(table, f"Calibration: {title}", stage / CALIBRATION_FILE)
-        lorenz_plot(claims, expo, rankings, ginis, f"Lorenz curve: {model.name}", stage / LORENZ_FILE)
+        lorenz_plot(
+            claims, expo, rankings, ginis, f"Lorenz curve: {model.name}", stage / LORENZ_FILE
+        )
         write_json(stage / METRICS_FILE, metrics)
     log.info("Wrote %s, %s and %s to %s", METRICS_FILE, CALIBRATION_FILE, LORENZ_FILE, output_dir)
     return metrics

@@ -15,14 +15,14 @@ from sklearn.metrics import (
 MIN_FREQUENCY = 1e-12
 
 
-def scores(
-    claims: np.ndarray, exposure: np.ndarray, predicted: np.ndarray
-) -> dict[str, float]:
+def scores(claims: np.ndarray, exposure: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
     """Exposure-weighted metrics of predicted frequencies against observed claims."""
     observed = claims / exposure
     predicted = np.clip(predicted, MIN_FREQUENCY, None)
     return {
-        "poisson_deviance": float(mean_poisson_deviance(observed, predicted, sample_weight=exposure)),
+        "poisson_deviance": float(
+            mean_poisson_deviance(observed, predicted, sample_weight=exposure)
+        ),
         "d2": float(d2_tweedie_score(observed, predicted, sample_weight=exposure, power=1)),
         "mae": float(mean_absolute_error(observed, predicted, sample_weight=exposure)),
         "mse": float(mean_squared_error(observed, predicted, sample_weight=exposure)),
@@ -30,7 +30,7 @@ def scores(
         "observed_claims": float(np.sum(claims)),
         "predicted_claims": float(np.sum(predicted * exposure)),
         "exposure": float(np.sum(exposure)),
-        "n_rows": int(len(claims)),
+        "n_rows": len(claims),
     }
 
 

@@ -44,7 +44,8 @@ def true_frequency(df: pd.DataFrame) -> np.ndarray:
         + 1.1 * np.exp(-(age - 18.0) / 6.0)  # young drivers
         + 0.35 * np.clip((age - 70.0) / 20.0, 0.0, None)  # the oldest drivers
         + 1.5 * np.log(bonus / 50.0)
-        + 0.35 * (veh_age < 1) - 0.3 * np.minimum(veh_age, 15.0) / 15.0
+        + 0.35 * (veh_age < 1)
+        - 0.3 * np.minimum(veh_age, 15.0) / 15.0
         + 0.06 * (power - 6.0) * young  # powerful cars, young drivers
         + 0.12 * (np.log(density) - 6.0)
         + 0.3 * (brand_b12 & (veh_age < 2))
