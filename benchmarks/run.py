@@ -1,0 +1,158 @@
+"""``make bench``: cost of the project measured against a plain baseline, side by side.
+
+Prints, from one run:
+- wall time of ``make local-run`` on the default data against a plain
+  scikit-learn script doing the same load, fit, predict and plot (runs
+  alternate so both see the same machine load); the ratio must be <= 1.5;
+- D^2(model) / D^2(true frequency) on the synthetic test set for hgb_poisson
+  and glm_poisson (the default model should reach 0.9);
+- wall time and peak memory of a local run at 1x and 10x the default rows;
+- ``make pipeline-definition`` against importing the SageMaker SDK alone.
+Results are also saved as JSON under ``bench-results/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_ROWS = 678_013
+MAX_RATIO = 1.5
+MIN_D2_RATIO = 0.9
+
+
+def measure(cmd: list[str]) -> dict[str, float]:
+    """Wall time and peak RSS of one command, measured in a separate process."""
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.measure", *cmd],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    if out.returncode != 0:
+        raise SystemExit(f"benchmark command failed: {' '.join(cmd)}\n{out.stderr}")
+    return json.loads(out.stdout)
+
+
+def local_run(tmp: Path, tag: str, *overrides: str) -> list[str]:
+    run_dir = tmp / tag
+    return [sys.executable, "-m", "pipelines.local", f"hydra.run.dir={run_dir}", *overrides]
+
+
+def make_local_run(tmp: Path, tag: str) -> list[str]:
+    return ["make", "--no-print-directory", "local-run", f"ARGS=hydra.run.dir={tmp / tag}"]
+
+
+def versus_baseline(tmp: Path, repeats: int) -> dict[str, Any]:
+    """Alternate ``make local-run`` and the baseline script; compare median wall times."""
+    ours, base = [], []
+    for i in range(repeats):
+        ours.append(measure(make_local_run(tmp, f"ours-{i}"))["wall_s"])
+        (tmp / f"base-{i}").mkdir()
+        script = [sys.executable, "-m", "benchmarks.baseline_sklearn", str(tmp / f"base-{i}")]
+        base.append(measure(script)["wall_s"])
+    ratio = statistics.median(ours) / statistics.median(base)
+    return {"make_local_run_s": ours, "baseline_s": base, "ratio": ratio}
+
+
+def d2_ratios(tmp: Path) -> dict[str, float]:
+    """D^2 of each model relative to the true frequency's D^2, on the default data."""
+    out = {}
+    for model in ("hgb_poisson", "glm_poisson"):
+        measure(local_run(tmp, f"d2-{model}", f"model={model}"))
+        metrics = json.loads((tmp / f"d2-{model}" / "metrics.json").read_text())
+        out[model] = metrics["test"]["d2_ratio"]
+    return out
+
+
+def scaling(tmp: Path, factors: list[int]) -> dict[str, dict[str, float]]:
+    """Wall time and peak memory of a local run at multiples of the default size."""
+    return {
+        f"{f}x": measure(local_run(tmp, f"scale-{f}", f"data.n_rows={DEFAULT_ROWS * f}"))
+        for f in factors
+    }
+
+
+def pipeline_definition(tmp: Path) -> dict[str, float] | None:
+    """``pipelines.cli definition`` against importing the SDK alone."""
+    if not (ROOT / "pipelines" / "cli.py").is_file():
+        return None
+    env_region = "import os; os.environ.setdefault('AWS_REGION', 'us-east-1'); "
+    sdk = measure([sys.executable, "-c", env_region + "import sagemaker.mlops.workflow"])
+    definition = measure(
+        [
+            sys.executable,
+            "-m",
+            "pipelines.cli",
+            "definition",
+            "--out",
+            str(tmp / "definition.json"),
+            "sagemaker.region=us-east-1",
+            "sagemaker.role_arn=arn:aws:iam::111122223333:role/bench",
+            "sagemaker.bucket=bench-bucket",
+            "sagemaker.image_uri=111122223333.dkr.ecr.us-east-1.amazonaws.com/bench:latest",
+        ]
+    )
+    return {
+        "import_sdk_s": sdk["wall_s"],
+        "definition_s": definition["wall_s"],
+        "beyond_import_s": definition["wall_s"] - sdk["wall_s"],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each side (median)")
+    parser.add_argument("--scales", default="1,10", help="multiples of the default rows")
+    args = parser.parse_args()
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        results["local_run_vs_baseline"] = versus_baseline(tmp, args.repeats)
+        results["d2_ratio"] = d2_ratios(tmp)
+        results["scaling"] = scaling(tmp, [int(f) for f in args.scales.split(",")])
+        results["pipeline_definition"] = pipeline_definition(tmp)
+    print(report(results))
+    out = ROOT / "bench-results" / f"{time.strftime('%Y-%m-%d_%H-%M-%S')}.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"Saved {out.relative_to(ROOT)}")
+
+
+def report(results: dict[str, Any]) -> str:
+    """The benchmark results as a short text report."""
+    vs = results["local_run_vs_baseline"]
+    ok = "ok" if vs["ratio"] <= MAX_RATIO else "TOO SLOW"
+    lines = [
+        "make local-run vs plain scikit-learn script (median wall time, alternating runs)",
+        f"  make local-run  {statistics.median(vs['make_local_run_s']):7.1f} s",
+        f"  baseline        {statistics.median(vs['baseline_s']):7.1f} s",
+        f"  ratio           {vs['ratio']:7.2f}   (target <= {MAX_RATIO}: {ok})",
+        "D^2(model) / D^2(true frequency), synthetic test set",
+    ]
+    for model, value in results["d2_ratio"].items():
+        flag = "" if model != "hgb_poisson" else f"   (target >= {MIN_D2_RATIO})"
+        lines.append(f"  {model:14s}  {value:7.3f}{flag}")
+    lines.append("Local run cost by data size")
+    for scale, cost in results["scaling"].items():
+        wall, peak = cost["wall_s"], cost["peak_mib"]
+        lines.append(f"  {scale:>4s} rows      {wall:7.1f} s  {peak:8.0f} MiB")
+    pd = results["pipeline_definition"]
+    if pd:
+        lines.append("make pipeline-definition")
+        lines.append(f"  import SDK only  {pd['import_sdk_s']:6.1f} s")
+        lines.append(f"  definition       {pd['definition_s']:6.1f} s")
+        lines.append(f"  beyond import    {pd['beyond_import_s']:6.1f} s")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
