@@ -120,6 +120,7 @@ def run_prepare(paths: OptMl, overrides: str) -> None:
         prepare(cfg, stage)
         for name in SPLITS:
             write_config(stage / name, cfg)
+    log.info("Published %s to %s", ", ".join(SPLITS), paths.processing_outputs)
 
 
 def run_train(paths: OptMl, overrides: str) -> None:
@@ -133,6 +134,7 @@ def run_train(paths: OptMl, overrides: str) -> None:
     with staged_outputs(paths.model) as stage:
         train(cfg, train_dir, validation_dir, stage)
         write_config(stage, cfg)
+    log.info("Published the model to %s", paths.model)
 
 
 def run_evaluate(paths: OptMl, overrides: str) -> None:
@@ -157,6 +159,7 @@ def run_evaluate(paths: OptMl, overrides: str) -> None:
             )
             write_json(stage / MODEL_QUALITY_FILE, model_quality(metrics["test"]))
             write_config(stage, cfg)
+        log.info("Published the evaluation to %s", output)
 
 
 COMMANDS: dict[str, Callable[[OptMl, str], None]] = {
