@@ -323,3 +323,7 @@ def test_unexpected_error_exits_1_with_reason(
     reason = (root / "output" / "failure").read_text()
     assert reason.startswith("Unexpected error (")
     assert not list((root / "processing").glob("output/**/*.*"))
+
+
+def test_entrypoint_model_file_name_matches_the_train_step() -> None:
+    assert entrypoint.MODEL_FILE == MODEL_FILE
