@@ -35,7 +35,7 @@ local-tune: env ## Search the `tuning` space on this machine and report the best
 test: env-sagemaker ## Lint and run the test suite
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
-	$(RUN) pytest $(ARGS)
+	$(RUN) pytest -n 2 $(ARGS)
 
 lint: env-sagemaker ## Ruff, hadolint, cfn-lint and checkov
 	$(RUN) ruff check .
