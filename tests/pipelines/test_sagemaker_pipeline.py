@@ -1,0 +1,375 @@
+"""The SageMaker Pipeline: definition wiring, valid job requests, commands on a local endpoint."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import boto3
+import botocore.session
+import pytest
+from botocore.validate import ParamValidator
+
+from conf import compose, to_yaml
+from conf.channel import CONFIG_FILE, digest, write_channel
+from pipelines import aws, cli
+
+ROLE = "arn:aws:iam::123456789012:role/claim-frequency-sagemaker"
+BASE = [
+    f"sagemaker.role_arn={ROLE}",
+    "sagemaker.bucket=claim-frequency-data",
+    "sagemaker.image_uri=123456789012.dkr.ecr.us-east-1.amazonaws.com/claim-frequency:1",
+]
+REGION = "us-east-1"
+OPERATIONS = {
+    "Processing": "CreateProcessingJob",
+    "Training": "CreateTrainingJob",
+    "Tuning": "CreateHyperParameterTuningJob",
+    "RegisterModel": "CreateModelPackage",
+}
+EXPRESSIONS = ("Get", "Std:Join", "Std:JsonGet")
+# Names the pipeline service gives each job at execution time.
+JOB_NAMES = {
+    "Processing": "ProcessingJobName",
+    "Training": "TrainingJobName",
+    "Tuning": "HyperParameterTuningJobName",
+}
+
+
+def build(overrides: list[str], tmp: Path) -> tuple[dict[str, Any], str]:
+    cfg = compose(overrides)
+    definition, uri = cli.build_definition(cfg, overrides, tmp, REGION)
+    return json.loads(definition), uri
+
+
+@pytest.fixture(scope="module")
+def train_def(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], str]:
+    """The default pipeline, written by the ``definition`` command.
+
+    No local endpoint is running here: any AWS call would fail on the closed port.
+    """
+    out = tmp_path_factory.mktemp("train") / "definition.json"
+    assert cli.main(["definition", "--out", str(out), *BASE]) == 0
+    definition = json.loads(out.read_text())
+    return definition, inputs(steps(definition)["Prepare"])["config"]["S3Uri"]
+
+
+@pytest.fixture(scope="module")
+def tune_def(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], str]:
+    return build([*BASE, "pipeline=tune"], tmp_path_factory.mktemp("tune"))
+
+
+def steps(definition: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """All steps by name, those nested in the condition step included."""
+    out = {}
+    for step in definition["Steps"]:
+        out[step["Name"]] = step
+        if step["Type"] == "Condition":
+            for inner in step["Arguments"]["IfSteps"] + step["Arguments"]["ElseSteps"]:
+                out[inner["Name"]] = inner
+    return out
+
+
+def inputs(step: dict[str, Any]) -> dict[str, Any]:
+    return {i["InputName"]: i["S3Input"] for i in step["Arguments"]["ProcessingInputs"]}
+
+
+def channel_uris(channels: list[dict[str, Any]]) -> dict[str, Any]:
+    return {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in channels}
+
+
+def prepare_output(split: str) -> dict[str, str]:
+    return {"Get": f"Steps.Prepare.ProcessingOutputConfig.Outputs['{split}'].S3Output.S3Uri"}
+
+
+# ---------------------------------------------------------------- request validity
+
+
+def placeholders(value: Any, shape: Any) -> Any:
+    """Replace pipeline expressions by placeholder values of the shape's type."""
+    if isinstance(value, dict) and len(value) == 1 and next(iter(value)) in EXPRESSIONS:
+        return {
+            "string": "s3://placeholder/key" if "s3" in shape.name.lower() else "placeholder",
+            "integer": 1,
+            "long": 1,
+            "float": 1.0,
+            "double": 1.0,
+            "boolean": True,
+        }[shape.type_name]
+    if shape.type_name == "structure" and isinstance(value, dict):
+        return {
+            k: placeholders(v, shape.members[k]) if k in shape.members else v
+            for k, v in value.items()
+        }
+    if shape.type_name == "list" and isinstance(value, list):
+        return [placeholders(v, shape.member) for v in value]
+    if shape.type_name == "map" and isinstance(value, dict):
+        return {k: placeholders(v, shape.value) for k, v in value.items()}
+    return value
+
+
+def request_errors(step: dict[str, Any]) -> str:
+    """botocore's validation report for a step's Arguments ('' when valid)."""
+    model = botocore.session.get_session().get_service_model("sagemaker")
+    shape = model.operation_model(OPERATIONS[step["Type"]]).input_shape
+    request = placeholders(step["Arguments"], shape)
+    if step["Type"] in JOB_NAMES:
+        request[JOB_NAMES[step["Type"]]] = "job-name"
+    report = ParamValidator().validate(request, shape)
+    return report.generate_report() if report.has_errors() else ""
+
+
+@pytest.mark.parametrize("mode", ["train", "tune"])
+def test_job_arguments_are_valid_requests(mode: str, train_def, tune_def) -> None:
+    definition, _ = train_def if mode == "train" else tune_def
+    checked = [s for s in steps(definition).values() if s["Type"] in OPERATIONS]
+    assert {s["Type"] for s in checked} >= {"Processing", "RegisterModel"}
+    for step in checked:
+        assert request_errors(step) == "", step["Name"]
+
+
+def test_validation_catches_a_malformed_request(train_def) -> None:
+    step = copy.deepcopy(steps(train_def[0])["Train"])
+    step["Arguments"]["ResourceConfig"]["InstanceCount"] = "one"
+    del step["Arguments"]["RoleArn"]
+    report = request_errors(step)
+    assert "RoleArn" in report and "InstanceCount" in report
+
+
+# ----------------------------------------------------------------------- wiring
+
+
+def test_train_pipeline_wiring(train_def) -> None:
+    definition, uri = train_def
+    by_name = steps(definition)
+    names = [s["Name"] for s in definition["Steps"]]
+    assert names == ["Prepare", "Train", "Evaluate", "QualityGate"]
+
+    prepare = by_name["Prepare"]["Arguments"]
+    assert prepare["AppSpecification"]["ContainerEntrypoint"] == [
+        "python", "-m", "container.entrypoint", "prepare",
+    ]  # fmt: skip
+    assert prepare["AppSpecification"]["ContainerArguments"] == [
+        "--overrides", {"Get": "Parameters.HydraOverrides"},
+        "--input-data-uri", {"Get": "Parameters.InputDataUri"},
+    ]  # fmt: skip
+    outputs = {o["OutputName"]: o["S3Output"] for o in prepare["ProcessingOutputConfig"]["Outputs"]}
+    assert {k: v["LocalPath"] for k, v in outputs.items()} == {
+        s: f"/opt/ml/processing/output/{s}" for s in ("train", "validation", "test")
+    }
+    assert by_name["Prepare"]["CacheConfig"] == {"Enabled": True, "ExpireAfter": "P30D"}
+
+    train = by_name["Train"]["Arguments"]
+    channels = channel_uris(train["InputDataConfig"])
+    assert channels == {
+        "train": prepare_output("train"),
+        "validation": prepare_output("validation"),
+        "config": uri,
+    }
+    assert train["HyperParameters"] == {"overrides": {"Get": "Parameters.HydraOverrides"}}
+    assert [m["Name"] for m in train["AlgorithmSpecification"]["MetricDefinitions"]] == [
+        "train:poisson_deviance", "validation:poisson_deviance", "validation:d2", "validation:gini",
+    ]  # fmt: skip
+    assert train["ResourceConfig"]["InstanceType"] == {"Get": "Parameters.TrainingInstanceType"}
+    assert {"Key": "project", "Value": "claim-frequency"} in train["Tags"]
+    retries = {e for p in by_name["Train"]["RetryPolicies"] for e in p["ExceptionType"]}
+    assert {"Step.THROTTLING", "SageMaker.CAPACITY_ERROR"} <= retries
+
+    evaluate = by_name["Evaluate"]
+    ev_inputs = inputs(evaluate)
+    assert ev_inputs["model"]["S3Uri"] == {"Get": "Steps.Train.ModelArtifacts.S3ModelArtifacts"}
+    assert ev_inputs["test"]["S3Uri"] == prepare_output("test")
+    assert ev_inputs["config"]["S3Uri"] == uri
+    assert ev_inputs["model"]["LocalPath"] == "/opt/ml/processing/input/model"
+    assert evaluate["PropertyFiles"] == [
+        {
+            "PropertyFileName": "EvaluationMetrics",
+            "OutputName": "evaluation",
+            "FilePath": "metrics.json",
+        }
+    ]
+    gate = by_name["QualityGate"]["Arguments"]
+    lefts = [c["LeftValue"]["Std:JsonGet"] for c in gate["Conditions"]]
+    assert {(c["Path"], c["PropertyFile"]["Get"]) for c in lefts} == {
+        ("test.poisson_deviance", "Steps.Evaluate.PropertyFiles.EvaluationMetrics")
+    }
+    rights = [c["RightValue"] for c in gate["Conditions"]]
+    assert {"Get": "Parameters.QualityThreshold"} in rights
+    assert rights[1]["Std:JsonGet"]["Path"] == "test.baseline_poisson_deviance"
+    register = by_name["Register"]["Arguments"]
+    assert register["ModelPackageGroupName"] == "claim-frequency"
+    assert register["ModelApprovalStatus"] == {"Get": "Parameters.ModelApprovalStatus"}
+    stats = register["ModelMetrics"]["ModelQuality"]["Statistics"]["S3Uri"]["Std:Join"]["Values"]
+    assert stats[-1] == "model_quality.json"
+    message = json.dumps(by_name["QualityGateFailed"]["Arguments"]["ErrorMessage"])
+    assert "test.poisson_deviance" in message and "test.baseline_poisson_deviance" in message
+
+
+def test_parameters_have_configured_defaults(train_def) -> None:
+    params = {p["Name"]: p.get("DefaultValue") for p in train_def[0]["Parameters"]}
+    assert params == {
+        "InputDataUri": "",
+        "ProcessingInstanceType": "ml.m5.xlarge",
+        "TrainingInstanceType": "ml.m5.xlarge",
+        "ModelApprovalStatus": "PendingManualApproval",
+        "QualityThreshold": 1.0,
+        "HydraOverrides": "",
+    }
+
+
+def test_tune_pipeline_reads_search_space_and_feeds_best_model(tune_def) -> None:
+    definition, uri = tune_def
+    cfg = compose([*BASE, "pipeline=tune"])
+    by_name = steps(definition)
+    assert "Train" not in by_name
+    tune = by_name["Tune"]["Arguments"]
+    config = tune["HyperParameterTuningJobConfig"]
+    assert config["Strategy"] == cfg.tuning.strategy
+    assert config["HyperParameterTuningJobObjective"] == {
+        "MetricName": cfg.tuning.objective_metric,
+        "Type": cfg.tuning.objective_type,
+    }
+    assert config["ResourceLimits"]["MaxNumberOfTrainingJobs"] == cfg.tuning.max_jobs
+    ranges = {
+        r["Name"]: (kind, r.get("MinValue"), r.get("MaxValue"), r.get("ScalingType"))
+        for kind, items in config["ParameterRanges"].items()
+        for r in items
+    }
+    kinds = {"integer": "IntegerParameterRanges", "continuous": "ContinuousParameterRanges"}
+    assert ranges == {
+        f"model.{k}": (kinds[p.type], str(p.min if p.type == "continuous" else int(p.min)),
+                       str(p.max if p.type == "continuous" else int(p.max)), p.scaling)
+        for k, p in cfg.tuning.parameters.items()
+    }  # fmt: skip
+    job = tune["TrainingJobDefinition"]
+    assert job["StaticHyperParameters"] == {"overrides": {"Get": "Parameters.HydraOverrides"}}
+    channels = channel_uris(job["InputDataConfig"])
+    assert channels["train"] == prepare_output("train") and channels["config"] == uri
+    model = json.dumps(inputs(by_name["Evaluate"])["model"]["S3Uri"])
+    assert "Steps.Tune.TrainingJobSummaries[0].TrainingJobName" in model
+
+
+def test_every_model_override_changes_the_config_channel(tmp_path: Path) -> None:
+    variants = [
+        [],
+        ["model=glm_poisson"],
+        ["model.max_leaf_nodes=64"],
+        ["model=glm_poisson", "model.alpha=0.01"],
+    ]
+    digests = set()
+    for i, extra in enumerate(variants):
+        folder = tmp_path / str(i)
+        write_channel(folder, [*BASE, *extra])
+        digests.add(digest(folder))
+    assert len(digests) == len(variants)
+    again = tmp_path / "again"
+    write_channel(again, BASE)
+    assert digest(again) == digest(tmp_path / "0")  # content-addressed: same config, same key
+
+
+# ----------------------------------------------------------------------- commands
+
+
+def test_definition_command_never_overwrites(train_def, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "definition.json"
+    out.write_text("earlier")
+    assert cli.main(["definition", "--out", str(out), *BASE, "model=glm_poisson"]) == 2
+    assert "--force" in capsys.readouterr().err
+    assert out.read_text() == "earlier"
+    cfg = compose(BASE)
+    with aws.temporary_folder() as tmp:
+        write_channel(Path(tmp), BASE)
+        assert train_def[1] == aws.channel_uri(cfg, Path(tmp))  # the content address
+    assert train_def[1].startswith("s3://claim-frequency-data/claim-frequency/config/")
+
+
+@pytest.mark.parametrize(
+    ("drop", "named"),
+    [("sagemaker.role_arn", "sagemaker.role_arn"), ("sagemaker.bucket", "sagemaker.bucket")],
+)
+def test_missing_setting_is_named(drop: str, named: str, tmp_path: Path, capsys) -> None:
+    overrides = [o for o in BASE if not o.startswith(drop)]
+    assert cli.main(["definition", "--out", str(tmp_path / "d.json"), *overrides]) == 2
+    err = capsys.readouterr().err
+    assert named in err and "Traceback" not in err
+    assert not (tmp_path / "d.json").exists()
+
+
+def test_missing_region_and_credentials_are_named(monkeypatch, capsys) -> None:
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(name, raising=False)
+    assert cli.main(["upsert", *BASE]) == 2
+    assert "AWS_REGION" in capsys.readouterr().err
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    assert cli.main(["upsert", *BASE, f"sagemaker.region={REGION}"]) == 2
+    assert "AWS_PROFILE" in capsys.readouterr().err
+
+
+def test_upsert_start_schedule_on_local_endpoint(aws: str, capsys: pytest.CaptureFixture) -> None:
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.create_bucket(Bucket="claim-frequency-data")
+    sm = boto3.client("sagemaker", region_name=REGION)
+
+    assert cli.main(["upsert", *BASE]) == 0
+    first = capsys.readouterr().out
+    assert "new pipeline" in first
+    arn = sm.describe_pipeline(PipelineName="claim-frequency")["PipelineArn"]
+    assert arn in first
+
+    # The uploaded config is the composed config of the same overrides.
+    deployed = json.loads(
+        sm.describe_pipeline(PipelineName="claim-frequency")["PipelineDefinition"]
+    )
+    config_uri = inputs(steps(deployed)["Prepare"])["config"]["S3Uri"]
+    bucket, _, prefix = config_uri.removeprefix("s3://").partition("/")
+    body = s3.get_object(Bucket=bucket, Key=prefix + CONFIG_FILE)["Body"].read().decode()
+    assert body == to_yaml(compose(BASE))
+
+    # A second upsert with another model updates the same pipeline in place.
+    assert cli.main(["upsert", *BASE, "model=glm_poisson"]) == 0
+    second = capsys.readouterr().out
+    assert arn in second and "-" in second and "+" in second and "no changes" not in second
+    assert len(sm.list_pipelines()["PipelineSummaries"]) == 1
+    updated = json.loads(sm.describe_pipeline(PipelineName="claim-frequency")["PipelineDefinition"])
+    assert inputs(steps(updated)["Prepare"])["config"]["S3Uri"] != config_uri
+
+    # Start with a HydraOverrides parameter; the execution records it.
+    assert cli.main(["start", "--param", "HydraOverrides=model.alpha=0.01", *BASE]) == 0
+    execution = sm.list_pipeline_executions(PipelineName="claim-frequency")[
+        "PipelineExecutionSummaries"
+    ]
+    assert len(execution) == 1
+    params = sm.list_pipeline_parameters_for_execution(
+        PipelineExecutionArn=execution[0]["PipelineExecutionArn"]
+    )["PipelineParameters"]
+    assert {"Name": "HydraOverrides", "Value": "model.alpha=0.01"} in params
+    assert cli.main(["start", "--param", "Nope=1", *BASE]) == 2
+    assert "Nope" in capsys.readouterr().err
+
+    # The schedule starts the pipeline with the production parameters.
+    sched_role = "arn:aws:iam::123456789012:role/claim-frequency-scheduler"
+    assert cli.main(["schedule", *BASE, f"schedule.role_arn={sched_role}"]) == 0
+    scheduler = boto3.client("scheduler", region_name=REGION)
+    schedule = scheduler.get_schedule(Name="claim-frequency-retrain")
+    assert schedule["ScheduleExpression"] == "cron(0 3 ? * MON *)"
+    assert schedule["Target"]["Arn"] == arn
+    assert schedule["Target"]["RoleArn"] == sched_role
+    assert schedule["Target"]["SageMakerPipelineParameters"]["PipelineParameterList"] == [
+        {"Name": "ModelApprovalStatus", "Value": "PendingManualApproval"}
+    ]
+    assert cli.main(["schedule", *BASE, f"schedule.role_arn={sched_role}"]) == 0
+    assert "updated" in capsys.readouterr().out
+    assert cli.main(["schedule", "--remove", *BASE]) == 0
+    assert "removed" in capsys.readouterr().out
+    assert boto3.client("scheduler", region_name=REGION).list_schedules()["Schedules"] == []
+
+
+def test_definition_diff() -> None:
+    a = json.dumps({"Version": "2020-12-01", "Steps": [{"Name": "Prepare"}]})
+    b = json.dumps({"Steps": [{"Name": "Prepare"}], "Version": "2020-12-01"})
+    assert aws.definition_diff(a, b) == "no changes"
+    diff = aws.definition_diff(a, json.dumps({"Version": "2020-12-01", "Steps": []}))
+    assert '-      "Name": "Prepare"' in diff
