@@ -254,6 +254,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default="",
         help='Hydra overrides applied after the config channel, e.g. "model=glm_poisson"',
     )
+    parser.add_argument(
+        "--input-data-uri",
+        default="",
+        help="read this CSV/Parquet data set (data=file data.path=URI); empty: configured source",
+    )
     return parser.parse_args(argv)
 
 
@@ -269,7 +274,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parse_args(argv)
         log.info("Running '%s' with /opt/ml at %s", args.command, paths.root)
-        COMMANDS[args.command](paths, args.overrides)
+        data = hyperparameters.input_data_overrides(args.input_data_uri)
+        COMMANDS[args.command](paths, f"{data} {args.overrides}".strip())
     except UserError as err:
         report_failure(paths, _one_paragraph(err))
         return 2

@@ -3,6 +3,8 @@
 SageMaker hands every hyperparameter over as a string. Three kinds of keys:
 
 * ``overrides``: a Hydra override string (``model=glm_poisson model.alpha=0.01``);
+* ``input_data_uri``: an S3 data set to train on instead of the configured
+  source (``data=file data.path=<uri>``, before the override string);
 * keys starting with ``_`` or ``sagemaker_``: added by SageMaker or the tuner, ignored;
 * any other key names a config value (``model.max_leaf_nodes``, set by a tuning
   job) and becomes a typed override ``key=value``, applied after the string.
@@ -13,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +25,7 @@ from omegaconf.nodes import BooleanNode, FloatNode, IntegerNode
 from steps.errors import ConfigError
 
 OVERRIDES_KEY = "overrides"
+INPUT_DATA_KEY = "input_data_uri"
 PLATFORM_PREFIXES = ("_", "sagemaker_")
 _KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 _TRUE, _FALSE = {"true", "yes", "on", "1"}, {"false", "no", "off", "0"}
@@ -55,14 +59,22 @@ def read(path: Path) -> dict[str, str]:
     return {str(k): decode(v) for k, v in raw.items()}
 
 
+def input_data_overrides(uri: str) -> str:
+    """Overrides that read the data set at ``uri`` (an empty URI keeps the configured source)."""
+    uri = uri.strip()
+    return shlex.join(["data=file", f"data.path={uri}"]) if uri else ""
+
+
 def split(hyperparameters: dict[str, str]) -> tuple[str, dict[str, str]]:
     """The override string and the config-key hyperparameters (platform keys dropped)."""
+    special = (OVERRIDES_KEY, INPUT_DATA_KEY)
     keys = {
         k: v
         for k, v in hyperparameters.items()
-        if k != OVERRIDES_KEY and not k.startswith(PLATFORM_PREFIXES)
+        if k not in special and not k.startswith(PLATFORM_PREFIXES)
     }
-    return hyperparameters.get(OVERRIDES_KEY, ""), keys
+    data = input_data_overrides(hyperparameters.get(INPUT_DATA_KEY, ""))
+    return f"{data} {hyperparameters.get(OVERRIDES_KEY, '')}".strip(), keys
 
 
 def typed_override(cfg: DictConfig, key: str, value: str) -> str:

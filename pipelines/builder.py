@@ -269,7 +269,7 @@ def get_pipeline(cfg: DictConfig, session: PipelineSession, config_uri: str) -> 
         output_data_config=OutputDataConfig(
             s3_output_path=run_uri("model"), kms_key_id=sm.kms_key_id
         ),
-        hyperparameters={"overrides": overrides},
+        hyperparameters={"overrides": overrides, "input_data_uri": params["InputDataUri"]},
         tags=[Tag(key=t["Key"], value=t["Value"]) for t in _tags(cfg)],
     ).with_metric_definitions(
         [MetricDefinition(name=m["Name"], regex=m["Regex"]) for m in metric_definitions()]
@@ -322,7 +322,7 @@ def get_pipeline(cfg: DictConfig, session: PipelineSession, config_uri: str) -> 
             _s3_input("validation", split_uri["validation"], f"{PROCESSING}/input/validation"),
         ],
         outputs=[_s3_output("evaluation", evaluation_uri, f"{PROCESSING}/output/evaluation")],
-        arguments=["--overrides", overrides],
+        arguments=["--overrides", overrides, "--input-data-uri", params["InputDataUri"]],
     )
     evaluate = ProcessingStep(
         name="Evaluate",

@@ -75,7 +75,9 @@ def tune(cfg: DictConfig, out: Path) -> dict[str, Any]:
     check_complete(cfg)
     tuning = cfg.tuning
     if tuning.objective_type not in ("Minimize", "Maximize"):
-        raise ConfigError(f"tuning.objective_type='{tuning.objective_type}': use Minimize or Maximize.")
+        raise ConfigError(
+            f"tuning.objective_type='{tuning.objective_type}': use Minimize or Maximize."
+        )
     splits = prepare(cfg, out / "data")
 
     def objective(trial: optuna.Trial) -> float:

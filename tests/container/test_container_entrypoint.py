@@ -327,3 +327,24 @@ def test_unexpected_error_exits_1_with_reason(
 
 def test_entrypoint_model_file_name_matches_the_train_step() -> None:
     assert entrypoint.MODEL_FILE == MODEL_FILE
+
+
+def test_prepare_job_reads_the_input_data_uri_from_s3(aws: str, tmp_path: Path) -> None:
+    import boto3
+
+    from steps.synthetic import generate
+
+    frame = generate(1500, 11).drop(columns=["TrueFrequency"])
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="claims")
+    s3.put_object(Bucket="claims", Key="in/policies.csv", Body=frame.to_csv(index=False).encode())
+    root = tmp_path / "opt-ml"
+    write_channel(root / "processing" / "input" / "config", [])
+    job = run_job(root, "prepare", "--input-data-uri", "s3://claims/in/policies.csv")
+    assert job.returncode == 0, job.stdout + job.stderr
+    out = root / "processing" / "output"
+    total = sum(len(pd.read_parquet(out / name / "data.parquet")) for name in SPLITS)
+    assert total == 1500
+    cfg = load_yaml(out / "train" / "config.yaml")
+    assert cfg["data"]["source"] == "file"
+    assert cfg["data"]["path"] == "s3://claims/in/policies.csv"

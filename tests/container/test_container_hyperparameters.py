@@ -101,3 +101,14 @@ def test_unknown_key_names_the_valid_keys(cfg) -> None:
 def test_bad_values_and_keys_are_user_errors(cfg, key: str, value: str, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         hp.typed_override(cfg, key, value)
+
+
+def test_input_data_uri_becomes_file_overrides_before_the_string() -> None:
+    text, keyed = hp.split(
+        {"input_data_uri": "s3://claims/in/policies.csv", "overrides": "data.format=csv"}
+    )
+    assert text == "data=file data.path=s3://claims/in/policies.csv data.format=csv"
+    assert keyed == {}
+    assert hp.split({"input_data_uri": "", "overrides": "seed=1"}) == ("seed=1", {})
+    cfg = compose(text.split())
+    assert cfg.data.source == "file" and cfg.data.path == "s3://claims/in/policies.csv"

@@ -38,6 +38,13 @@ JOB_NAMES = {
 }
 
 
+# Runtime parameters every training job gets (the container turns them into overrides).
+RUNTIME_HYPERPARAMETERS = {
+    "overrides": {"Get": "Parameters.HydraOverrides"},
+    "input_data_uri": {"Get": "Parameters.InputDataUri"},
+}
+
+
 def build(overrides: list[str], tmp: Path) -> tuple[dict[str, Any], str]:
     cfg = compose(overrides)
     definition, uri = cli.build_definition(cfg, overrides, tmp, REGION)
@@ -168,7 +175,7 @@ def test_train_pipeline_wiring(train_def) -> None:
         "validation": prepare_output("validation"),
         "config": uri,
     }
-    assert train["HyperParameters"] == {"overrides": {"Get": "Parameters.HydraOverrides"}}
+    assert train["HyperParameters"] == RUNTIME_HYPERPARAMETERS
     assert [m["Name"] for m in train["AlgorithmSpecification"]["MetricDefinitions"]] == [
         "train:poisson_deviance", "validation:poisson_deviance", "validation:d2", "validation:gini",
     ]  # fmt: skip
@@ -183,6 +190,11 @@ def test_train_pipeline_wiring(train_def) -> None:
     assert ev_inputs["test"]["S3Uri"] == prepare_output("test")
     assert ev_inputs["config"]["S3Uri"] == uri
     assert ev_inputs["model"]["LocalPath"] == "/opt/ml/processing/input/model"
+    # Every job composes the same data config: the input data URI reaches all of them.
+    assert (
+        evaluate["Arguments"]["AppSpecification"]["ContainerArguments"]
+        == (prepare["AppSpecification"]["ContainerArguments"])
+    )
     assert evaluate["PropertyFiles"] == [
         {
             "PropertyFileName": "EvaluationMetrics",
@@ -244,7 +256,7 @@ def test_tune_pipeline_reads_search_space_and_feeds_best_model(tune_def) -> None
         for k, p in cfg.tuning.parameters.items()
     }  # fmt: skip
     job = tune["TrainingJobDefinition"]
-    assert job["StaticHyperParameters"] == {"overrides": {"Get": "Parameters.HydraOverrides"}}
+    assert job["StaticHyperParameters"] == RUNTIME_HYPERPARAMETERS
     channels = channel_uris(job["InputDataConfig"])
     assert channels["train"] == prepare_output("train") and channels["config"] == uri
     model = json.dumps(inputs(by_name["Evaluate"])["model"]["S3Uri"])
