@@ -14,7 +14,7 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from conf.schema import SCHEMAS, Config, register_configs
+from conf.schema import PARAMETER_TYPES, SCALINGS, SCHEMAS, Config, register_configs
 
 CONF_DIR = Path(__file__).resolve().parent
 CONFIG_NAME = "config"
@@ -60,6 +60,29 @@ def validate(cfg: DictConfig) -> None:
             _conform(SCHEMAS[group][choice], cfg[group], prefix=f"{group}.")
     except OmegaConfBaseException as err:
         raise ConfigCompositionException(f"Invalid config: {err}") from err
+    _check_search_space(cfg)
+
+
+def _check_search_space(cfg: DictConfig) -> None:
+    """Every tuned parameter is a key of the selected model with a well-formed range."""
+    for key, spec in cfg.tuning.parameters.items():
+        where = f"tuning.parameters.{key}"
+        problem = None
+        if key == "name" or key not in cfg.model:
+            keys = ", ".join(k for k in cfg.model if k != "name") or "none"
+            problem = f"is not a key of model '{cfg.model.name}' (keys: {keys})"
+        elif spec.type not in PARAMETER_TYPES:
+            problem = f"has type '{spec.type}': use {', '.join(PARAMETER_TYPES)}"
+        elif spec.scaling not in SCALINGS:
+            problem = f"has scaling '{spec.scaling}': use {', '.join(SCALINGS)}"
+        elif spec.type == "categorical" and not spec["values"]:
+            problem = "is categorical and needs a list of values"
+        elif spec.type != "categorical" and not (
+            spec.min is not None and spec.max is not None and spec.min < spec.max
+        ):
+            problem = f"needs min < max (got min={spec.min}, max={spec.max})"
+        if problem:
+            raise ConfigCompositionException(f"{where} {problem}.")
 
 
 def _conform(schema: type, node: DictConfig, prefix: str = "") -> None:

@@ -106,6 +106,10 @@ class EvaluationConfig:
     lorenz_points: int = 200
 
 
+PARAMETER_TYPES = ("integer", "continuous", "categorical")
+SCALINGS = ("Auto", "Linear", "Logarithmic", "ReverseLogarithmic")
+
+
 @dataclass
 class ParameterRange:
     """One hyperparameter range; names are keys of the ``model`` group."""

@@ -29,6 +29,7 @@ from conf import merge_overrides, to_yaml
 from conf.channel import OVERRIDES_FILE, compose_from_channel, parse_overrides
 from container import hyperparameters
 from container.paths import CONFIG_CHANNEL, MODEL_ARCHIVE, OptMl
+from steps.contract import MODEL_FILE, SPLITS
 from steps.errors import ConfigError, DataError, UserError
 
 # The step modules (scikit-learn, pandas, matplotlib) are imported by the command
@@ -38,7 +39,6 @@ from steps.errors import ConfigError, DataError, UserError
 log = logging.getLogger("container")
 CONFIG_FILE = "config.yaml"
 MODEL_QUALITY_FILE = "model_quality.json"
-MODEL_FILE = "model.joblib"  # steps.train.MODEL_FILE (checked by the tests)
 EVALUATION_OUTPUT = "evaluation"
 # Metrics in SageMaker's model-quality statistics format (regression_metrics).
 QUALITY_METRICS = ("poisson_deviance", "d2", "gini", "mae", "mse")
@@ -113,7 +113,7 @@ def write_config(folder: Path, cfg: DictConfig) -> None:
 def run_prepare(paths: OptMl, overrides: str) -> None:
     """Processing job: load, validate and split into output/{train,validation,test}."""
     cfg = job_config(paths.processing_input(CONFIG_CHANNEL), runtime_overrides(overrides))
-    from steps.io import SPLITS, staged_outputs
+    from steps.io import staged_outputs
     from steps.prepare import prepare
 
     with staged_outputs(paths.processing_outputs) as stage:

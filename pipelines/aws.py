@@ -106,9 +106,35 @@ def quiet_sdk() -> Iterator[None]:
         logging.disable(logging.NOTSET)
 
 
+def validate_sdk_config_once() -> None:
+    """Validate each distinct SDK defaults config once, not on every look-up.
+
+    The SDK checks its defaults config (and the JSON schema itself) on every
+    config look-up, about fifty times per pipeline build at a quarter of a
+    second each; the config never changes within a build.
+    """
+    from sagemaker.core.config.config_manager import SageMakerConfig
+
+    validate = SageMakerConfig.validate_sagemaker_config
+    if getattr(validate, "cached", False):
+        return
+    seen: set[str] = set()
+
+    def validate_once(sagemaker_config: dict | None = None) -> None:
+        key = json.dumps(sagemaker_config, sort_keys=True, default=str)
+        if key not in seen:
+            validate(sagemaker_config)
+            seen.add(key)
+
+    validate_once.cached = True  # type: ignore[attr-defined]
+    SageMakerConfig.validate_sagemaker_config = staticmethod(validate_once)
+
+
 def pipeline_session(cfg: DictConfig, boto_session: boto3.Session) -> Any:
     """A PipelineSession with telemetry off and the configured bucket as its default."""
     from sagemaker.core.workflow.pipeline_context import PipelineSession
+
+    validate_sdk_config_once()
 
     session = PipelineSession(
         boto_session=boto_session,

@@ -20,8 +20,9 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from conf import to_yaml
+from steps.contract import METRICS_FILE
 from steps.errors import ConfigError, UserError
-from steps.evaluate import METRICS_FILE, evaluate
+from steps.evaluate import evaluate
 from steps.io import staged_outputs
 from steps.prepare import prepare
 from steps.train import train

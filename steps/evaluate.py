@@ -10,15 +10,13 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig
 
+from steps.contract import CALIBRATION_FILE, LORENZ_FILE, METRICS_FILE
 from steps.io import read_split, staged_outputs, write_json
 from steps.metrics import calibration_table, gini, scores
 from steps.model import exposure
 from steps.train import load_model, report
 
 log = logging.getLogger(__name__)
-METRICS_FILE = "metrics.json"
-CALIBRATION_FILE = "calibration.png"
-LORENZ_FILE = "lorenz.png"
 REPORTED = ("poisson_deviance", "d2", "gini", "mae", "mse", "baseline_poisson_deviance")
 
 

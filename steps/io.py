@@ -13,10 +13,8 @@ from typing import Any
 
 import pandas as pd
 
+from steps.contract import SPLIT_FILE
 from steps.errors import DataError, OutputExistsError
-
-SPLITS = ("train", "validation", "test")
-SPLIT_FILE = "data.parquet"
 
 
 @contextmanager

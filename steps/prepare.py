@@ -9,8 +9,9 @@ import pandas as pd
 from omegaconf import DictConfig
 from sklearn.model_selection import train_test_split
 
+from steps.contract import SPLIT_FILE, SPLITS
 from steps.errors import ConfigError
-from steps.io import SPLIT_FILE, SPLITS, staged_outputs
+from steps.io import staged_outputs
 from steps.sources import load
 from steps.validate import validate
 

@@ -9,21 +9,12 @@ from pathlib import Path
 import joblib
 from omegaconf import DictConfig
 
+from steps.contract import MODEL_FILE, TRAINING_METRICS, metric_line
 from steps.io import read_split, staged_outputs
 from steps.metrics import scores
 from steps.model import FrequencyModel, exposure, fit
 
 log = logging.getLogger(__name__)
-MODEL_FILE = "model.joblib"
-
-
-def metric_line(split: str, name: str, value: float) -> str:
-    """One metric in the fixed form SageMaker metric definitions scrape."""
-    return f"{split}:{name}={value:.6f}"
-
-
-# Regex matching ``metric_line`` for one metric (used by SageMaker metric definitions).
-METRIC_REGEX = r"{split}:{name}=([-+0-9.eE]+)"
 
 
 def report(split: str, values: dict[str, float], names: tuple[str, ...]) -> dict[str, float]:
@@ -53,10 +44,10 @@ def train(
     start = time.perf_counter()
     model = fit(cfg.model, cfg.data, train_df, validation_df)
     log.info("Fitted %s in %.1f s %s", cfg.model.name, time.perf_counter() - start, model.params)
-    metrics = report("train", score_split(model, cfg, train_df), ("poisson_deviance",))
-    metrics |= report(
-        "validation", score_split(model, cfg, validation_df), ("poisson_deviance", "d2", "gini")
-    )
+    frames = {"train": train_df, "validation": validation_df}
+    metrics: dict[str, float] = {}
+    for split, names in TRAINING_METRICS.items():
+        metrics |= report(split, score_split(model, cfg, frames[split]), names)
     with staged_outputs(Path(model_dir)) as stage:
         joblib.dump(model, stage / MODEL_FILE)
     return metrics

@@ -96,3 +96,34 @@ def test_channel_uses_the_uploaded_tree_not_the_packaged_one(tmp_path) -> None:
     model_yaml.write_text(model_yaml.read_text().replace("max_leaf_nodes: 31", "max_leaf_nodes: 7"))
     assert compose_from_channel(folder).model.max_leaf_nodes == 7
     assert digest(folder) != first
+
+
+@pytest.mark.parametrize(
+    ("override", "named"),
+    [
+        ("tuning=glm_poisson", "not a key of model 'hgb_poisson'"),
+        ("tuning.parameters.max_leaf_nodes.type=float", "has type 'float'"),
+        ("tuning.parameters.max_leaf_nodes.scaling=Log", "has scaling 'Log'"),
+        ("tuning.parameters.max_leaf_nodes.min=500", "needs min < max"),
+        ("tuning.parameters.max_leaf_nodes.type=categorical", "needs a list of values"),
+    ],
+)
+def test_bad_search_space_is_named_at_compose_time(override: str, named: str) -> None:
+    with pytest.raises(ConfigCompositionException, match=named) as info:
+        compose([override])
+    assert "tuning.parameters." in str(info.value)
+
+
+def test_categorical_ranges_reach_local_tuning() -> None:
+    import optuna
+
+    from pipelines.tune_local import suggest
+
+    cfg = compose(
+        [
+            "tuning.parameters.max_leaf_nodes.type=categorical",
+            "tuning.parameters.max_leaf_nodes.values=[16,64]",
+        ]
+    )
+    trial = optuna.create_study().ask()
+    assert suggest(trial, cfg.tuning.parameters)["max_leaf_nodes"] in ("16", "64")

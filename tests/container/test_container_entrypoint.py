@@ -23,8 +23,7 @@ import yaml
 
 from conf.channel import write_channel
 from container import entrypoint
-from steps.io import SPLITS
-from steps.train import METRIC_REGEX, MODEL_FILE
+from steps.contract import METRIC_REGEX, MODEL_FILE, SPLITS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SMALL = "data.n_rows=3000"
@@ -323,10 +322,6 @@ def test_unexpected_error_exits_1_with_reason(
     reason = (root / "output" / "failure").read_text()
     assert reason.startswith("Unexpected error (")
     assert not list((root / "processing").glob("output/**/*.*"))
-
-
-def test_entrypoint_model_file_name_matches_the_train_step() -> None:
-    assert entrypoint.MODEL_FILE == MODEL_FILE
 
 
 def test_prepare_job_reads_the_input_data_uri_from_s3(aws: str, tmp_path: Path) -> None:

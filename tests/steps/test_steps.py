@@ -12,11 +12,12 @@ import pytest
 from omegaconf import DictConfig
 
 from conf import compose
+from steps.contract import METRIC_REGEX
 from steps.errors import ConfigError, DataError, OutputExistsError
 from steps.evaluate import evaluate
 from steps.io import read_split, staged_outputs
 from steps.prepare import prepare
-from steps.train import METRIC_REGEX, train
+from steps.train import train
 
 
 def test_prepare_splits_with_the_configured_fractions(

@@ -1,0 +1,30 @@
+"""Names the steps share with whatever runs them: file names and metric lines.
+
+A light module (no scientific imports), so the pipeline builder and the job
+entrypoint can use the same names without loading pandas or scikit-learn.
+"""
+
+from __future__ import annotations
+
+SPLITS = ("train", "validation", "test")
+SPLIT_FILE = "data.parquet"
+MODEL_FILE = "model.joblib"
+METRICS_FILE = "metrics.json"
+CALIBRATION_FILE = "calibration.png"
+LORENZ_FILE = "lorenz.png"
+
+# Regex matching ``metric_line`` for one metric (used by SageMaker metric definitions).
+METRIC_REGEX = r"{split}:{name}=([-+0-9.eE]+)"
+# What training reports, per split: the metric lines tuning can optimise.
+TRAINING_METRICS = {
+    "train": ("poisson_deviance",),
+    "validation": ("poisson_deviance", "d2", "gini"),
+}
+METRIC_NAMES = tuple(
+    f"{split}:{name}" for split, names in TRAINING_METRICS.items() for name in names
+)
+
+
+def metric_line(split: str, name: str, value: float) -> str:
+    """One metric in the fixed form SageMaker metric definitions scrape."""
+    return f"{split}:{name}={value:.6f}"
