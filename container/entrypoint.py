@@ -30,7 +30,7 @@ from conf.channel import OVERRIDES_FILE, compose_from_channel, parse_overrides
 from container import hyperparameters
 from container.paths import CONFIG_CHANNEL, MODEL_ARCHIVE, OptMl
 from steps.contract import MODEL_FILE, SPLITS
-from steps.errors import ConfigError, DataError, UserError
+from steps.errors import ConfigError, DataError, UserError, require_complete
 
 # The step modules (scikit-learn, pandas, matplotlib) are imported by the command
 # that needs them, after its inputs and config are checked, so that a bad input
@@ -74,10 +74,7 @@ def compose_job(channel: Path, runtime: Sequence[str]) -> DictConfig:
 def job_config(channel: Path, runtime: Sequence[str]) -> DictConfig:
     """``compose_job``, checked for missing values and logged."""
     cfg = compose_job(channel, runtime)
-    missing = sorted(OmegaConf.missing_keys(cfg))
-    if missing:
-        hints = " ".join(f"{key}=..." for key in missing)
-        raise ConfigError(f"Missing required config values: {', '.join(missing)}. Set {hints}")
+    require_complete(cfg)
     log.info("Resolved config (overrides %s):\n%s", list(runtime), to_yaml(cfg))
     return cfg
 

@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from conf import to_yaml
 from steps.contract import METRICS_FILE
-from steps.errors import ConfigError, UserError
+from steps.errors import UserError, require_complete
 from steps.evaluate import evaluate
 from steps.io import staged_outputs
 from steps.prepare import prepare
@@ -31,17 +31,9 @@ log = logging.getLogger(__name__)
 SUMMARY_COLUMNS = ("poisson_deviance", "d2", "gini", "baseline_poisson_deviance", "d2_ratio")
 
 
-def check_complete(cfg: DictConfig) -> None:
-    """Fail early, naming the override to set, when a required value is missing."""
-    missing = sorted(OmegaConf.missing_keys(cfg))
-    if missing:
-        hints = " ".join(f"{key}=..." for key in missing)
-        raise ConfigError(f"Missing required config values: {', '.join(missing)}. Set {hints}")
-
-
 def run(cfg: DictConfig, out: Path) -> dict[str, Any]:
     """Run the three steps with all outputs under ``out``; return the metrics."""
-    check_complete(cfg)
+    require_complete(cfg)
     with staged_outputs(out) as stage:
         (stage / "config.yaml").write_text(to_yaml(cfg))
     splits = prepare(cfg, out / "data")

@@ -19,8 +19,8 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from conf import to_yaml
-from pipelines.local import check_complete, guarded, summary_table
-from steps.errors import ConfigError
+from pipelines.local import guarded, summary_table
+from steps.errors import ConfigError, require_complete
 from steps.evaluate import evaluate
 from steps.io import staged_outputs
 from steps.prepare import prepare
@@ -62,7 +62,7 @@ def with_params(cfg: DictConfig, params: dict[str, Any]) -> DictConfig:
 
 def tune(cfg: DictConfig, out: Path) -> dict[str, Any]:
     """Run the search; write trials.csv, the best config and the best model's report."""
-    check_complete(cfg)
+    require_complete(cfg)
     tuning = cfg.tuning
     if tuning.objective_type not in ("Minimize", "Maximize"):
         raise ConfigError(

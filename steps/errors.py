@@ -1,5 +1,7 @@
 """Errors a user can fix: they are reported as one paragraph, without a traceback."""
 
+from omegaconf import DictConfig, OmegaConf
+
 
 class UserError(Exception):
     """Bad input: the message names what is wrong and how to fix it."""
@@ -15,3 +17,11 @@ class ConfigError(UserError):
 
 class OutputExistsError(UserError):
     """An output would overwrite the result of an earlier run."""
+
+
+def require_complete(cfg: DictConfig) -> None:
+    """Fail early, naming the overrides to set, when a required value is missing (``???``)."""
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        hints = " ".join(f"{key}=..." for key in missing)
+        raise ConfigError(f"Missing required config values: {', '.join(missing)}. Set {hints}")
