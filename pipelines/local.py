@@ -64,8 +64,12 @@ def guarded(task: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:
         try:
             return task(cfg)
         except UserError as err:
-            log.error("%s", err)
+            # Once on stderr for the user, once in the run's log file (not twice on screen).
             print(f"error: {err}", file=sys.stderr, flush=True)
+            record = log.makeRecord(log.name, logging.ERROR, __file__, 0, "%s", (err,), None)
+            for handler in logging.getLogger().handlers:
+                if isinstance(handler, logging.FileHandler):
+                    handler.handle(record)
             sys.exit(2)
 
     wrapper.__name__ = task.__name__
