@@ -11,6 +11,7 @@ from omegaconf import DictConfig
 
 from steps.errors import DataError
 from steps.io import staged_outputs
+from steps.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -38,18 +39,19 @@ def _openml(data: DictConfig) -> pd.DataFrame:
     if cache.is_file():
         log.info("Reading cached OpenML data set %d from %s", data.dataset_id, cache)
         return pd.read_parquet(cache)
-    log.info("Downloading OpenML data set %d (first use; cached afterwards)", data.dataset_id)
     try:
         import openml
 
         openml.config.set_root_cache_directory(str(Path(data.cache_dir) / "openml-client"))
-        dataset = openml.datasets.get_dataset(
-            int(data.dataset_id),
-            download_data=True,
-            download_qualities=False,
-            download_features_meta_data=False,
-        )
-        df, *_ = dataset.get_data(dataset_format="dataframe")
+        what = f"Downloading OpenML data set {data.dataset_id} (first use; cached afterwards)"
+        with progress(what):
+            dataset = openml.datasets.get_dataset(
+                int(data.dataset_id),
+                download_data=True,
+                download_qualities=False,
+                download_features_meta_data=False,
+            )
+            df, *_ = dataset.get_data(dataset_format="dataframe")
     except Exception as exc:
         raise DataError(
             f"Could not download OpenML data set {data.dataset_id} "

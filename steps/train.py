@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 
 import joblib
@@ -13,6 +12,7 @@ from steps.contract import MODEL_FILE, TRAINING_METRICS, metric_line
 from steps.io import read_split, staged_outputs
 from steps.metrics import scores
 from steps.model import FrequencyModel, exposure, fit
+from steps.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +40,9 @@ def train(
     Returns the metric values keyed as they are printed (``validation:poisson_deviance``).
     """
     train_df, validation_df = read_split(train_dir), read_split(validation_dir)
-    log.info("Fitting %s on %d rows", cfg.model.name, len(train_df))
-    start = time.perf_counter()
-    model = fit(cfg.model, cfg.data, train_df, validation_df)
-    log.info("Fitted %s in %.1f s %s", cfg.model.name, time.perf_counter() - start, model.params)
+    with progress(f"Fitting {cfg.model.name} on {len(train_df)} rows"):
+        model = fit(cfg.model, cfg.data, train_df, validation_df)
+    log.info("Fitted %s: %s", cfg.model.name, model.params)
     frames = {"train": train_df, "validation": validation_df}
     metrics: dict[str, float] = {}
     for split, names in TRAINING_METRICS.items():
