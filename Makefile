@@ -42,7 +42,8 @@ lint: env-sagemaker ## Ruff, hadolint, cfn-lint and checkov
 	$(RUN) ruff format --check .
 	$(RUN) hadolint container/Dockerfile
 	$(RUN) cfn-lint infra/template.yaml
-	$(RUN) checkov --quiet --compact --skip-download --framework cloudformation -f infra/template.yaml
+	$(RUN) checkov --quiet --compact --skip-download --framework cloudformation dockerfile \
+		-f infra/template.yaml -f container/Dockerfile
 
 bench: env-sagemaker ## Benchmarks: ratios against a plain scikit-learn baseline, run side by side
 	$(RUN) python -m benchmarks.run $(ARGS)
