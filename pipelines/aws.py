@@ -46,7 +46,7 @@ def region(cfg: DictConfig) -> str:
     return str(name)
 
 
-def check_config(cfg: DictConfig, *, schedule: bool = False) -> None:
+def check_config(cfg: DictConfig) -> None:
     """Fail, naming the config key, when a value the pipeline needs is missing or malformed."""
     sm = cfg.sagemaker
     problems = []
@@ -60,8 +60,6 @@ def check_config(cfg: DictConfig, *, schedule: bool = False) -> None:
         problems.append("sagemaker.image_uri (the project's image in ECR, see `make push-image`)")
     if cfg.pipeline.mode not in ("train", "tune"):
         problems.append(f"pipeline.mode must be train or tune, not {cfg.pipeline.mode!r}")
-    if schedule and not cfg.schedule.role_arn:
-        problems.append("schedule.role_arn (the role EventBridge Scheduler assumes)")
     if problems:
         raise ConfigError(
             "The pipeline cannot be built: set "
@@ -222,8 +220,9 @@ def upsert(cfg: DictConfig, sm_client: Any, definition: str) -> tuple[str, str]:
         "PipelineDescription": f"Claim frequency ({cfg.pipeline.mode}), from the project's config",
     }
     if deployed is None:
-        tags = [{"Key": str(k), "Value": str(v)} for k, v in cfg.sagemaker.tags.items()]
-        arn = sm_client.create_pipeline(**common, Tags=tags)["PipelineArn"]
+        from pipelines.builder import tags
+
+        arn = sm_client.create_pipeline(**common, Tags=tags(cfg))["PipelineArn"]
     else:
         arn = sm_client.update_pipeline(**common)["PipelineArn"]
     return arn, definition_diff(deployed, definition)

@@ -119,7 +119,8 @@ def config_prefix(cfg: DictConfig) -> str:
     return f"s3://{bucket}/{cfg.sagemaker.prefix}/config"
 
 
-def _tags(cfg: DictConfig) -> list[dict[str, str]]:
+def tags(cfg: DictConfig) -> list[dict[str, str]]:
+    """``sagemaker.tags`` as AWS tags."""
     return [{"Key": str(k), "Value": str(v)} for k, v in cfg.sagemaker.tags.items()]
 
 
@@ -203,7 +204,7 @@ def get_pipeline(cfg: DictConfig, session: PipelineSession, config_uri: str) -> 
             max_runtime_in_seconds=int(sm.max_runtime_seconds),
             base_job_name=f"{cfg.pipeline.name}-{command}",
             sagemaker_session=session,
-            tags=_tags(cfg),
+            tags=tags(cfg),
         )
 
     config_input = _s3_input("config", config_uri, f"{PROCESSING}/input/config")
@@ -248,7 +249,7 @@ def get_pipeline(cfg: DictConfig, session: PipelineSession, config_uri: str) -> 
             s3_output_path=run_uri("model"), kms_key_id=sm.kms_key_id
         ),
         hyperparameters={"overrides": overrides, "input_data_uri": params["InputDataUri"]},
-        tags=[Tag(key=t["Key"], value=t["Value"]) for t in _tags(cfg)],
+        tags=[Tag(key=t["Key"], value=t["Value"]) for t in tags(cfg)],
     ).with_metric_definitions(
         [MetricDefinition(name=m["Name"], regex=m["Regex"]) for m in metric_definitions()]
     )
@@ -270,7 +271,7 @@ def get_pipeline(cfg: DictConfig, session: PipelineSession, config_uri: str) -> 
             max_parallel_jobs=int(tuning.max_parallel_jobs),
             random_seed=int(tuning.seed) or None,
             base_tuning_job_name=f"{cfg.pipeline.name}-tune"[:32],
-            tags=_tags(cfg),
+            tags=tags(cfg),
         )
         fit = TuningStep(
             name="Tune", step_args=tuner.tune(inputs=channels), retry_policies=_retry_policies(cfg)
