@@ -6,9 +6,11 @@ import logging
 from pathlib import Path
 
 import joblib
+import pandas as pd
 from omegaconf import DictConfig
 
 from steps.contract import MODEL_FILE, TRAINING_METRICS, metric_line
+from steps.errors import DataError
 from steps.io import read_split, staged_outputs
 from steps.metrics import scores
 from steps.model import FrequencyModel, exposure, fit
@@ -27,7 +29,7 @@ def report(split: str, values: dict[str, float], names: tuple[str, ...]) -> dict
     return out
 
 
-def score_split(model: FrequencyModel, cfg: DictConfig, df) -> dict[str, float]:
+def score_split(model: FrequencyModel, cfg: DictConfig, df: pd.DataFrame) -> dict[str, float]:
     """Metrics of a fitted model on one split."""
     return scores(df[cfg.data.target].to_numpy(float), exposure(df, cfg.data), model.predict(df))
 
@@ -54,8 +56,6 @@ def train(
 
 def load_model(model_dir: Path) -> FrequencyModel:
     """Load the model the train step wrote (a SageMaker model.tar.gz already unpacked)."""
-    from steps.errors import DataError
-
     path = Path(model_dir) / MODEL_FILE
     if not path.is_file():
         raise DataError(f"No trained model at '{path}': run the train step first.")
