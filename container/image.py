@@ -29,7 +29,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from steps.errors import UserError
+from steps.errors import UserError, compose_checked
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = "container/Dockerfile"
@@ -232,7 +232,7 @@ def run_local(cfg_overrides: Sequence[str], tag: str, job: str, platform: str) -
 
     tool = container_tool()
     overrides = merge_overrides(list(RUN_LOCAL_DEFAULTS), list(cfg_overrides))
-    cfg = _compose(overrides)
+    cfg = compose_checked(overrides)
     tree = Path(tempfile.mkdtemp(prefix=f"opt-ml-{job}-"))
     print(f"Preparing {tree} for '{job}'", flush=True)
     prepare_tree(tree, job, overrides)
@@ -282,7 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.action == "run-local":
             job = rest.pop(0) if rest and rest[0] in JOBS else "train"
             return run_local(rest, tag, job, args.platform)
-        cfg = _compose(rest)
+        cfg = compose_checked(rest)
         if args.action == "build":
             build(cfg, tag, args.platform)
         else:
@@ -291,17 +291,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr, flush=True)
         return 2
     return 0
-
-
-def _compose(overrides: Sequence[str]) -> DictConfig:
-    from hydra.errors import HydraException
-
-    from conf import compose
-
-    try:
-        return compose(list(overrides))
-    except HydraException as exc:
-        raise ImageError(f"Bad overrides {list(overrides)}: {exc}") from exc
 
 
 if __name__ == "__main__":

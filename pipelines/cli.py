@@ -12,13 +12,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from hydra.errors import HydraException
 from omegaconf import DictConfig
-from omegaconf.errors import OmegaConfBaseException
 
-from conf import compose
 from pipelines import aws
-from steps.errors import ConfigError, UserError
+from steps.errors import ConfigError, UserError, compose_checked
 
 DEFAULT_OUT = Path("outputs/pipeline-definition.json")
 
@@ -47,14 +44,6 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--remove", action="store_true", help="delete the schedule")
     p.add_argument("overrides", nargs="*", help=overrides_help)
     return parser.parse_args(argv)
-
-
-def compose_config(overrides: Sequence[str]) -> DictConfig:
-    """Compose the config; a bad override becomes a ConfigError naming it."""
-    try:
-        return compose(list(overrides))
-    except (HydraException, OmegaConfBaseException) as err:
-        raise ConfigError(f"Invalid overrides {' '.join(overrides)!r}: {err}") from None
 
 
 def build_definition(
@@ -139,7 +128,7 @@ COMMANDS = {
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
-        cfg = compose_config(args.overrides)
+        cfg = compose_checked(args.overrides)
         COMMANDS[args.command](args, cfg)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr, flush=True)

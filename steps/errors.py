@@ -1,6 +1,12 @@
 """Errors a user can fix: they are reported as one paragraph, without a traceback."""
 
+from collections.abc import Sequence
+
+from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from conf import compose
 
 
 class UserError(Exception):
@@ -17,6 +23,14 @@ class ConfigError(UserError):
 
 class OutputExistsError(UserError):
     """An output would overwrite the result of an earlier run."""
+
+
+def compose_checked(overrides: Sequence[str]) -> DictConfig:
+    """``conf.compose`` for a command line: a bad override becomes a ``ConfigError`` naming it."""
+    try:
+        return compose(list(overrides))
+    except (HydraException, OmegaConfBaseException) as err:
+        raise ConfigError(f"Invalid overrides {' '.join(overrides)!r}: {err}") from None
 
 
 def require_complete(cfg: DictConfig) -> None:

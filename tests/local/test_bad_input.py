@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -14,17 +12,7 @@ from conf import compose
 from pipelines.local import run as run_in_process
 from steps.errors import UserError
 from steps.synthetic import generate
-
-
-def run(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "pipelines.local", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=dict(os.environ),
-    )
+from tests.local.support import run
 
 
 def assert_clean_failure(cwd: Path, result: subprocess.CompletedProcess, *expected: str) -> None:

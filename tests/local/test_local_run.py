@@ -13,19 +13,10 @@ import matplotlib.image
 import pytest
 import yaml
 
+from tests.local.support import run
+
 SMALL = "data.n_rows=20000"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-def run(cwd: Path, *args: str, module: str = "pipelines.local", env: dict | None = None):
-    return subprocess.run(
-        [sys.executable, "-m", module, *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, **(env or {})},
-    )
 
 
 def run_dirs(cwd: Path) -> list[Path]:
