@@ -397,7 +397,8 @@ class Runner:
             try:
                 while True:
                     try:
-                        return proc.wait(timeout=0.2)
+                        code = proc.wait(timeout=0.2)
+                        return "stopped" if code != 0 and self.stop.is_set() else code
                     except subprocess.TimeoutExpired:
                         pass
                     if self.stop.is_set():

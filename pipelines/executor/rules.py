@@ -79,11 +79,36 @@ def _limits(value: Any, shape: Any, where: str) -> None:
                 f"{where} is {len(value)} characters long; the service allows at most "
                 f"{meta['max']} ({shape.name})."
             )
-        pattern = meta.get("pattern")
-        if pattern and not re.fullmatch(pattern, value, flags=re.DOTALL):
+        pattern = _pattern(meta.get("pattern"))
+        if pattern and not pattern.fullmatch(value):
             raise RequestRefused(f"{where}={value!r} does not match the pattern {pattern!r}.")
         if shape.enum and value not in shape.enum:
             raise RequestRefused(f"{where}={value!r} is not one of {', '.join(shape.enum)}.")
+
+
+# Java character classes of the model's patterns, in Python's terms (slightly broader).
+_CLASSES = {
+    r"\p{Alnum}": r"\w",
+    r"\p{L}": r"\w",
+    r"\p{M}": r"\w",
+    r"\p{N}": r"\w",
+    r"\p{Z}": r"\s",
+    r"\p{P}": r"\S",
+    r"\p{S}": r"\S",
+}
+
+
+@functools.cache
+def _pattern(pattern: str | None) -> re.Pattern[str] | None:
+    """The model's pattern compiled for Python; None when it cannot be translated."""
+    if not pattern:
+        return None
+    for java, python in _CLASSES.items():
+        pattern = pattern.replace(java, python)
+    try:
+        return re.compile(pattern, flags=re.DOTALL)
+    except re.error:
+        return None
 
 
 # ----------------------------------------------------------------------- service rules

@@ -173,6 +173,8 @@ def outputs_summary(record: dict[str, Any], store: Store) -> list[str]:
     """Where each processing output landed, with the interesting files in it."""
     lines = []
     for name, step in record["Local"]["Steps"].items():
+        if step.get("StepStatus") != "Succeeded":
+            continue
         outputs = (step.get("Properties") or {}).get("ProcessingOutputConfig", {}).get("Outputs")
         for output in outputs or []:
             uri = output["S3Output"]["S3Uri"]
