@@ -298,13 +298,14 @@ def clean(argv: Sequence[str], outputs: Path = OUTPUTS) -> int:
             target = (store / prefix).resolve()
             if target.is_relative_to(store) and target != store and target.exists():
                 shutil.rmtree(target) if target.is_dir() else target.unlink()
+                _prune(target.parent, store)
         shutil.rmtree(path.parent)
     print(f"Removed {len(remove)} local execution(s) and their stored outputs; kept {len(keep)}.")
     return 0
 
 
 def _stored_prefixes(path: Path) -> set[str]:
-    """The store folders an execution's steps wrote or reused (``bucket/.../<execution id>``)."""
+    """The store prefixes an execution's steps wrote or reused (outputs, training job folders)."""
     try:
         record = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -321,11 +322,19 @@ def _stored_prefixes(path: Path) -> set[str]:
             uris += [f"{base}/{s['TrainingJobName']}" for s in summaries]
     out = set()
     for uri in filter(None, uris):
-        parts = uri.removeprefix("s3://").rstrip("/").split("/")
-        # Everything of a run lives under its execution id: remove that folder as a whole.
-        ids = [i for i, part in enumerate(parts) if len(part) == 12 and part.isalnum()]
-        out.add("/".join(parts[: ids[0] + 1]) if ids else "/".join(parts))
+        key = uri.removeprefix("s3://").rstrip("/")
+        # A model archive goes with its training job's folder (<output path>/<job>/output/...).
+        out.add(key.removesuffix("/output/model.tar.gz"))
     return out
+
+
+def _prune(folder: Path, root: Path) -> None:
+    """Remove empty folders from ``folder`` up to (not including) ``root``."""
+    while folder != root and folder.is_relative_to(root) and folder.is_dir():
+        if any(folder.iterdir()):
+            return
+        folder.rmdir()
+        folder = folder.parent
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -6,7 +6,6 @@ one image -> command mapping: this is the proof that it interprets the JSON.
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import signal
