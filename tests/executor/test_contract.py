@@ -148,7 +148,7 @@ def test_s3_endpoint_serves_the_folder_store_to_boto3(tmp_path: Path) -> None:
         s3.download_file("data-bucket", "in/b/c.csv", str(tmp_path / "c.csv"))
         assert (tmp_path / "c.csv").read_bytes() == b"z" * 100_000
         assert s3.head_object(Bucket="data-bucket", Key="in/a.csv")["ContentLength"] == 8
-        with pytest.raises(s3.exceptions.ClientError, match="404|NoSuchKey"):
+        with pytest.raises(s3.exceptions.ClientError, match=r"404|NoSuchKey"):
             s3.get_object(Bucket="data-bucket", Key="missing")
         with pytest.raises(s3.exceptions.ClientError, match="AccessDenied"):
             s3.put_object(Bucket="data-bucket", Key="new", Body=b"1")

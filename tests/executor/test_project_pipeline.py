@@ -132,7 +132,7 @@ def test_tune_variant_evaluates_the_best_job(tmp_path: Path, capsys: pytest.Capt
 def test_quality_gate_fails_with_its_numbers(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     outputs = tmp_path / "pipelines"
     uri = data_uri(outputs, "policies.csv")
-    code, record, out = execute(
+    code, record, _out = execute(
         outputs,
         capsys,
         "--param",
@@ -161,7 +161,7 @@ def test_job_failure_stops_the_pipeline_with_the_entrypoints_reason(
 ) -> None:
     outputs = tmp_path / "pipelines"
     uri = data_uri(outputs, "broken.csv", bad=True)
-    code, record, out = execute(
+    code, record, _out = execute(
         outputs,
         capsys,
         "--param",
@@ -180,7 +180,7 @@ def test_user_errors_exit_2_before_anything_runs(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     outputs = tmp_path / "pipelines"
-    code, record, out = execute(outputs, capsys, "--param", "Nope=1", *SMALL)
+    code, _record, out = execute(outputs, capsys, "--param", "Nope=1", *SMALL)
     assert code == 2 and "Unknown pipeline parameter" in out and "Traceback" not in out
     code, _, out = execute(outputs, capsys, "model.nope=1")
     assert code == 2 and "model.nope" in out
