@@ -11,7 +11,8 @@ ARGS ?=
 .DEFAULT_GOAL := help
 .PHONY: help env env-sagemaker local-run local-tune test lint bench \
         pipeline-definition upsert-pipeline start-pipeline schedule-pipeline \
-        build-image push-image run-image-local deploy-infra infra-config clean
+        build-image push-image run-image-local deploy-infra infra-config clean \
+        local-pipeline local-pipeline-clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
@@ -59,6 +60,12 @@ start-pipeline: env-sagemaker ## Start an execution (ARGS="--wait --param HydraO
 
 schedule-pipeline: env-sagemaker ## Create, update or remove (ARGS=--remove) the retraining schedule
 	$(RUN) python -m pipelines.cli schedule $(ARGS)
+
+local-pipeline: env-sagemaker ## Execute the pipeline definition here, as SageMaker would (ARGS="--param QualityThreshold=0.5 pipeline=tune")
+	$(RUN) python -m pipelines.executor $(ARGS)
+
+local-pipeline-clean: env ## Remove old local pipeline executions and what they stored (ARGS="--keep 3")
+	$(RUN) python -m pipelines.executor clean $(ARGS)
 
 clean: ## Remove the environments (outputs are kept)
 	rm -rf .venv .tools

@@ -61,6 +61,11 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         metavar="FLAG",
         help="extra flag for `<engine> run` (repeatable)",
     )
+    parser.add_argument(
+        "--allow-any-input",
+        action="store_true",
+        help="accept an InputDataUri outside the project's prefix (as make start-pipeline)",
+    )
     parser.add_argument("--s3", choices=("folder", "aws"), default="folder")
     parser.add_argument("--outputs", type=Path, default=OUTPUTS, help=f"default: {OUTPUTS}")
     parser.add_argument("--mounts", choices=("auto", "tmpfs", "plain"), default="auto")
@@ -116,18 +121,19 @@ def build(overrides: list[str], channel: Path) -> tuple[dict[str, Any], str, str
     overrides = [*overrides, *placeholder_overrides(cfg)]
     cfg = cli.compose_checked(overrides)
     aws.check_config(cfg)
+    aws.check_tunable(cfg)
     region = str(cfg.sagemaker.region or os.environ.get("AWS_REGION") or LOCAL_REGION)
     text, uri = cli.build_definition(cfg, overrides, channel, region)
     return json.loads(text), uri, str(cfg.pipeline.name), str(cfg.sagemaker.image_uri), region
 
 
-def preflight(definition: dict[str, Any], params: dict[str, str], channel: Path) -> dict[str, str]:
+def preflight(
+    definition: dict[str, Any], params: dict[str, str], channel: Path, allow_any_input: bool
+) -> dict[str, str]:
     """The start-time checks of ``make start-pipeline``; the values it would send."""
-    try:
-        from pipelines.preflight import check_start
-    except ImportError:
-        return params
-    return check_start(definition, params, channel)
+    from pipelines.preflight import check_start
+
+    return check_start(definition, params, channel, allow_any_input=allow_any_input)
 
 
 def is_user_error(err: BaseException) -> bool:
@@ -209,7 +215,7 @@ def execute(args: argparse.Namespace) -> int:
             print("Building the pipeline definition (as make upsert-pipeline does)...", flush=True)
             definition, channel_uri, name, image, region = build(args.overrides, channel)
             images = project_images(image, ROOT)
-            params = preflight(definition, params, channel)
+            params = preflight(definition, params, channel, args.allow_any_input)
         store = make_store(args.s3, outputs)
         if channel_uri is not None and channel is not None:
             store.upload(channel, channel_uri)

@@ -23,16 +23,16 @@ def data_uri(outputs: Path, name: str, bad: bool = False) -> str:
     frame = generate(3000, 3)
     if bad:
         frame.loc[:9, "Exposure"] = -1.0
-    path = outputs / "s3" / BUCKET / "user-data" / name
+    path = outputs / "s3" / BUCKET / "claim-frequency/input" / name
     path.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(path, index=False)
-    return f"s3://{BUCKET}/user-data/{name}"
+    return f"s3://{BUCKET}/claim-frequency/input/{name}"
 
 
 def execute(
     outputs: Path, capsys: pytest.CaptureFixture, *args: str
 ) -> tuple[int, dict[str, Any], str]:
-    code = run.main(["--outputs", str(outputs), "--mounts", "plain", *args])
+    code = run.main(["--outputs", str(outputs), *args])
     out = capsys.readouterr()
     records = sorted(outputs.glob("*/execution.json"), key=lambda p: p.stat().st_mtime)
     record = json.loads(records[-1].read_text()) if records else {}
@@ -51,13 +51,7 @@ def test_train_variant_end_to_end_then_cached(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     outputs = tmp_path / "pipelines"
-    uri = data_uri(outputs, "policies.csv")
-    params = [
-        "--param",
-        "HydraOverrides=evaluation.calibration_bins=10",
-        "--param",
-        f"InputDataUri={uri}",
-    ]
+    params = ["pipeline.cache_prepare=true"]
     code, record, out = execute(outputs, capsys, *params, *SMALL, *SMALL_MODEL)
     assert code == 0, out
     assert statuses(record) == dict.fromkeys(
@@ -76,33 +70,38 @@ def test_train_variant_end_to_end_then_cached(
     assert (folder / "calibration.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "calibration.png" in out and "Execution Succeeded" in out
 
-    # A second execution with caching on reuses Prepare.
-    code, again, out = execute(outputs, capsys, *params, *SMALL, *SMALL_MODEL)
-    assert code == 0, out
+    # A second execution with caching on reuses Prepare; its gate refuses the model.
+    code, again, out = execute(
+        outputs, capsys, "--param", "QualityThreshold=0.0001", *params, *SMALL, *SMALL_MODEL
+    )
+    assert code == 1, out
     prepare = next(s for s in again["PipelineExecutionSteps"] if s["StepName"] == "Prepare")
     assert prepare["CacheHitResult"]["SourcePipelineExecutionArn"] == record["PipelineExecutionArn"]
     assert "Succeeded (cached)" in out
+    assert statuses(again)["QualityGateFailed"] == "Failed" and "Register" not in statuses(again)
+    reason = next(
+        s["FailureReason"]
+        for s in again["PipelineExecutionSteps"]
+        if s["StepName"] == "QualityGateFailed"
+    )
+    assert reason.startswith("Test Poisson deviance 0.") and "threshold 0.0001" in reason
+    assert again["PipelineExecutionStatus"] == "Failed"
+    again_id = again["PipelineExecutionArn"].rsplit("/", 1)[-1]
+    assert not list((outputs / again_id).glob("registry/*"))
 
     # Housekeeping: remove all but the newest execution; what it reused stays.
     assert run.main(["clean", "--keep", "1", "--outputs", str(outputs)]) == 0
-    assert [p.parent.name for p in outputs.glob("*/execution.json")] == [
-        again["PipelineExecutionArn"].rsplit("/", 1)[-1]
-    ]
-    split = prepare and steps["Prepare"]["Properties"]["ProcessingOutputConfig"]["Outputs"][0]
+    assert [p.parent.name for p in outputs.glob("*/execution.json")] == [again_id]
+    split = steps["Prepare"]["Properties"]["ProcessingOutputConfig"]["Outputs"][0]
     assert store_path(outputs, split["S3Output"]["S3Uri"]).is_dir()
     assert not store_path(outputs, artifact).exists()
 
 
 def test_tune_variant_evaluates_the_best_job(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     outputs = tmp_path / "pipelines"
-    uri = data_uri(outputs, "policies.csv")
     code, record, out = execute(
         outputs,
         capsys,
-        "--param",
-        "HydraOverrides=evaluation.calibration_bins=10",
-        "--param",
-        f"InputDataUri={uri}",
         "pipeline=tune",
         "tuning.max_jobs=4",
         "tuning.max_parallel_jobs=2",
@@ -129,33 +128,6 @@ def test_tune_variant_evaluates_the_best_job(tmp_path: Path, capsys: pytest.Capt
     assert code == (0 if statuses(record).get("Register") == "Succeeded" else 1)
 
 
-def test_quality_gate_fails_with_its_numbers(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    outputs = tmp_path / "pipelines"
-    uri = data_uri(outputs, "policies.csv")
-    code, record, _out = execute(
-        outputs,
-        capsys,
-        "--param",
-        "QualityThreshold=0.0001",
-        "--param",
-        "HydraOverrides=evaluation.calibration_bins=10",
-        "--param",
-        f"InputDataUri={uri}",
-        *SMALL,
-        *SMALL_MODEL,
-    )
-    assert code == 1
-    assert statuses(record)["QualityGateFailed"] == "Failed" and "Register" not in statuses(record)
-    reason = next(
-        s["FailureReason"]
-        for s in record["PipelineExecutionSteps"]
-        if s["StepName"] == "QualityGateFailed"
-    )
-    assert reason.startswith("Test Poisson deviance 0.") and "threshold 0.0001" in reason
-    assert not list(outputs.glob("*/registry/*"))
-    assert record["PipelineExecutionStatus"] == "Failed"
-
-
 def test_job_failure_stops_the_pipeline_with_the_entrypoints_reason(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
@@ -164,8 +136,6 @@ def test_job_failure_stops_the_pipeline_with_the_entrypoints_reason(
     code, record, _out = execute(
         outputs,
         capsys,
-        "--param",
-        "HydraOverrides=evaluation.calibration_bins=10",
         "--param",
         f"InputDataUri={uri}",
         *SMALL,
