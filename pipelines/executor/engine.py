@@ -14,7 +14,6 @@ import json
 import re
 import secrets
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -238,8 +237,8 @@ class Execution:
         if step.type == "Condition":
             outcome = all(condition(c, self.ctx) for c in args.get("Conditions", []))
             self.outcomes[step.name] = "If" if outcome else "Else"
-            self.ctx.properties[step.name] = {"Outcome": str(outcome).lower()}
-            return {"Metadata": {"Condition": {"Outcome": str(outcome).lower()}}}
+            self.ctx.properties[step.name] = {"Outcome": str(outcome)}
+            return {"Metadata": {"Condition": {"Outcome": str(outcome)}}}
         if step.type == "Fail":
             message = text(resolve(args.get("ErrorMessage", ""), self.ctx))
             self.record.update(step.name, Metadata={"Fail": {"ErrorMessage": message}})
@@ -382,12 +381,6 @@ class Execution:
             raise StepFailed(
                 f"Property file {file_name} at {target} cannot be read: {exc}"
             ) from exc
-
-
-def wait_for(execution: Execution, poll: float = 0.2) -> None:
-    """Block while the execution's steps run (for callers that run it in a thread)."""
-    while any(s in ("Pending", "Executing") for s in execution.status.values()):
-        time.sleep(poll)
 
 
 def run_in_thread(execution: Execution) -> tuple[threading.Thread, list[str]]:

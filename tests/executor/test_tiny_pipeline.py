@@ -39,7 +39,7 @@ def test_train_variant_runs_every_step_from_the_definition(tmp_path: Path) -> No
     steps = steps_by_name(e)
     assert [s["StepStatus"] for s in steps.values()] == ["Succeeded"] * 5
     assert "TooHigh" not in steps  # the unchosen branch never starts
-    assert steps["Gate"]["Metadata"] == {"Condition": {"Outcome": "true"}}
+    assert steps["Gate"]["Metadata"] == {"Condition": {"Outcome": "True"}}
     fit = local(e, "Fit")
     job = Path(fit["Log"]).parent
     # The service's side of the contract: string hyperparameters, `train`, model.tar.gz.
