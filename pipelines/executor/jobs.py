@@ -277,8 +277,9 @@ class Runner:
                 raise
             raise JobInternalError(f"Staging the inputs of job {name} failed: {exc}") from exc
 
-        command, env, workdir = self._command(name, image, entrypoint, arguments, tree, folders)
-        env = {**env, **environment}
+        command, env, workdir = self._command(
+            name, image, entrypoint, arguments, tree, folders, environment
+        )
         if isolated:
             spec = job_dir / "sandbox.json"
             sandbox = {
@@ -353,15 +354,17 @@ class Runner:
         arguments: list[str],
         tree: Path,
         folders: list[Folder],
+        environment: dict[str, str],
     ) -> tuple[list[str], dict[str, str], Path | None]:
+        """The command, its process environment and working folder (the request's
+        Environment goes to the job: into the container, or into the local process)."""
         if self.engine is not None:
             mounts = [f.path for f in folders]
-            cmd = self.engine.command(
-                name, image, tree, mounts, entrypoint, arguments, dict(self.job_env)
-            )
+            job_env = {**self.job_env, **environment}
+            cmd = self.engine.command(name, image, tree, mounts, entrypoint, arguments, job_env)
             return cmd, dict(os.environ), None
         command, env, workdir = self.images.command(image, entrypoint, arguments)
-        env = {**os.environ, **self.job_env, **env, "OPT_ML_ROOT": str(tree)}
+        env = {**os.environ, **self.job_env, **env, **environment, "OPT_ML_ROOT": str(tree)}
         return command, env, workdir
 
     def _spawn(

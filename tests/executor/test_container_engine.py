@@ -35,6 +35,7 @@ try:
     print('rename: ok')
 except OSError as exc:
     print('rename: errno', exc.errno)
+print('greeting', os.environ['GREETING'])
 """
 # Each argument is at most 256 characters: the script goes line by line.
 RUN_LINES = ["python3", "-c", "import sys; exec(chr(10).join(sys.argv[1:]))"]
@@ -68,6 +69,7 @@ def test_jobs_run_in_the_image_with_opt_ml_mounted(tmp_path: Path) -> None:
     copy_step["Arguments"]["AppSpecification"].update(
         {"ImageUri": IMAGE, "ContainerEntrypoint": RUN_LINES}
     )
+    copy_step["Arguments"]["Environment"] = {"GREETING": "hello"}
     train = support.training_definition()
     train["AlgorithmSpecification"].update(
         {
@@ -106,5 +108,6 @@ def test_jobs_run_in_the_image_with_opt_ml_mounted(tmp_path: Path) -> None:
     steps = e.record.data["Local"]["Steps"]
     out = steps["Copy"]["Properties"]["ProcessingOutputConfig"]["Outputs"][0]["S3Output"]["S3Uri"]
     assert json.loads(store.read(f"{out}/total.json")) == {"total": 6.0}
-    assert "rename: errno 18" in Path(steps["Copy"]["Log"]).read_text()
+    log = Path(steps["Copy"]["Log"]).read_text()
+    assert "rename: errno 18" in log and "greeting hello" in log
     assert steps["Fit"]["Properties"]["FinalMetricDataList"][0]["Value"] == 9.0

@@ -34,11 +34,14 @@ def local(e: Execution, name: str) -> dict:
 
 
 def test_train_variant_runs_every_step_from_the_definition(tmp_path: Path) -> None:
-    e = support.execution(tmp_path, params={"X": "3.5", "Flavour": "salty"})
+    spec = support.definition()
+    spec["Steps"][0]["Arguments"]["Environment"] = {"GREETING": "hello"}
+    e = support.execution(tmp_path, spec, params={"X": "3.5", "Flavour": "salty"})
     assert e.run() == "Succeeded"
     steps = steps_by_name(e)
     assert [s["StepStatus"] for s in steps.values()] == ["Succeeded"] * 5
     assert "TooHigh" not in steps  # the unchosen branch never starts
+    assert "greeting=hello" in Path(local(e, "Copy")["Log"]).read_text()
     assert steps["Gate"]["Metadata"] == {"Condition": {"Outcome": "True"}}
     fit = local(e, "Fit")
     job = Path(fit["Log"]).parent

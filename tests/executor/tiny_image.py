@@ -62,6 +62,7 @@ def copy(src: str, out: str) -> None:
     for path in Path(src).rglob("*"):
         if path.is_file():
             shutil.copy(path, Path(out) / path.name)
+    print(f"greeting={os.environ.get('GREETING')}")
     # A rename across declared folders: fails where each is its own filesystem.
     probe = Path(src) / ".probe"
     try:
