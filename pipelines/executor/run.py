@@ -30,6 +30,8 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+from pipelines.executor.definition import parameters as parameters_of
+from pipelines.executor.definition import steps as steps_of
 from pipelines.executor.engine import Execution, Registry, new_execution_id, run_in_thread
 from pipelines.executor.errors import ExecutorError
 from pipelines.executor.images import ContainerEngine, LocalImage, LocalImages, project_images
@@ -216,6 +218,9 @@ def execute(args: argparse.Namespace) -> int:
             definition, channel_uri, name, image, region = build(args.overrides, channel)
             images = project_images(image, ROOT)
             params = preflight(definition, params, channel, args.allow_any_input)
+        # The graph and the parameters are checked before anything is written.
+        steps_of(definition)
+        parameters_of(definition, params)
         store = make_store(args.s3, outputs)
         if channel_uri is not None and channel is not None:
             store.upload(channel, channel_uri)

@@ -152,5 +152,6 @@ def test_user_errors_exit_2_before_anything_runs(
     outputs = tmp_path / "pipelines"
     code, _record, out = execute(outputs, capsys, "--param", "Nope=1", *SMALL)
     assert code == 2 and "Unknown pipeline parameter" in out and "Traceback" not in out
+    assert not any(p.name != "s3" for p in outputs.glob("*"))  # no execution folder
     code, _, out = execute(outputs, capsys, "model.nope=1")
     assert code == 2 and "model.nope" in out

@@ -299,3 +299,18 @@ def test_sigterm_stops_the_command_and_its_jobs(tmp_path: Path) -> None:
     assert record["PipelineExecutionSteps"][0]["StepStatus"] == "Stopped"
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     assert "time.sleep(60)" not in ps
+
+
+def test_command_refuses_an_unsupported_step_before_anything_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from pipelines.executor import run
+
+    spec = support.definition()
+    spec["Steps"].append({"Name": "Batch", "Type": "Transform", "Arguments": {}})
+    path = tmp_path / "definition.json"
+    path.write_text(json.dumps(spec))
+    code = run.main(["--definition", str(path), "--outputs", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and "Step 'Batch' has type 'Transform', which is not supported locally" in err
+    assert not (tmp_path / "out").exists()
