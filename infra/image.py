@@ -2,6 +2,7 @@
 
     python -m infra.image base      [--name NAME] [--suite SUITE]
     python -m infra.image build     [--base IMAGE] [--ca-bundle FILE] [--platform P] [OVERRIDES...]
+    python -m infra.image engine
     python -m infra.image name      [OVERRIDES...]
     python -m infra.image push      [--allow-dirty] [--record FILE] [OVERRIDES...]
     python -m infra.image run-local [--image IMAGE] [prepare|train|evaluate] [OVERRIDES...]
@@ -65,6 +66,7 @@ STANDIN_PACKAGES = (
 )
 OFFICIAL_BASE_NAMES = ("python", "docker.io/library/python", "library/python")
 REVISION_LABEL = "org.opencontainers.image.revision"
+BASE_LABEL = "io.claim-frequency.base-image"
 
 # Podman as root gives containers nofile and nproc limits of 2**20; a process that
 # may not raise its own limits (some sandboxes) cannot start such a container.
@@ -711,6 +713,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--platform", default=DEFAULT_PLATFORM, help="target platform")
     p.add_argument("rest", nargs="*", metavar="OVERRIDES", help="Hydra overrides")
 
+    sub.add_parser("engine", help="print the container engine and the flags it gets here")
+
     p = sub.add_parser("name", help="print the image name for this source")
     p.add_argument("rest", nargs="*", metavar="OVERRIDES", help="Hydra overrides")
 
@@ -732,6 +736,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.action == "base":
             build_base(detect_engine(), args.name, args.suite)
+            return 0
+        if args.action == "engine":
+            engine = detect_engine()
+            print(" ".join([*engine.cmd(), *engine.limit_flags]))
             return 0
         rest = list(args.rest)
         if args.action == "run-local":
