@@ -428,8 +428,13 @@ def registered_images(sagemaker: Any, group: str) -> set[str]:
     try:
         pages = sagemaker.get_paginator("list_model_packages").paginate(ModelPackageGroupName=group)
         arns = [p["ModelPackageArn"] for page in pages for p in page["ModelPackageSummaryList"]]
-    except sagemaker.exceptions.ClientError:
-        return images  # no group yet: nothing registered
+    except sagemaker.exceptions.ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("ValidationException", "ResourceNotFound"):
+            return images  # no group yet: nothing registered
+        raise ImageError(
+            f"Cannot list the model packages of '{group}', whose images a push must keep "
+            f"from expiring: {exc}"
+        ) from exc
     for arn in arns:
         package = sagemaker.describe_model_package(ModelPackageName=arn)
         for container in package.get("InferenceSpecification", {}).get("Containers", []):
