@@ -159,14 +159,14 @@ def test_train_pipeline_wiring(train_def) -> None:
         "python", "-m", "container.entrypoint", "prepare",
     ]  # fmt: skip
     assert prepare["AppSpecification"]["ContainerArguments"] == [
-        "--overrides", {"Get": "Parameters.HydraOverrides"},
-        "--input-data-uri", {"Get": "Parameters.InputDataUri"},
+        {"Std:Join": {"On": "", "Values": ["--overrides=", {"Get": "Parameters.HydraOverrides"}]}},
+        {"Std:Join": {"On": "", "Values": ["--input-data-uri=", {"Get": "Parameters.InputDataUri"}]}},
     ]  # fmt: skip
     outputs = {o["OutputName"]: o["S3Output"] for o in prepare["ProcessingOutputConfig"]["Outputs"]}
     assert {k: v["LocalPath"] for k, v in outputs.items()} == {
         s: f"/opt/ml/processing/output/{s}" for s in ("train", "validation", "test")
     }
-    assert by_name["Prepare"]["CacheConfig"] == {"Enabled": True, "ExpireAfter": "P30D"}
+    assert by_name["Prepare"]["CacheConfig"] == {"Enabled": False, "ExpireAfter": "P30D"}
 
     train = by_name["Train"]["Arguments"]
     channels = channel_uris(train["InputDataConfig"])
@@ -222,12 +222,12 @@ def test_train_pipeline_wiring(train_def) -> None:
 def test_parameters_have_configured_defaults(train_def) -> None:
     params = {p["Name"]: p.get("DefaultValue") for p in train_def[0]["Parameters"]}
     assert params == {
-        "InputDataUri": "",
+        "InputDataUri": "none",
         "ProcessingInstanceType": "ml.m5.xlarge",
         "TrainingInstanceType": "ml.m5.xlarge",
         "ModelApprovalStatus": "PendingManualApproval",
         "QualityThreshold": 1.0,
-        "HydraOverrides": "",
+        "HydraOverrides": "none",
     }
 
 
