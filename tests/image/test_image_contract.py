@@ -210,11 +210,6 @@ def test_prepare_runs_as_the_definitions_processing_job(
     mounts = processing_mounts(step, tmp_path)
     shutil.copytree(channel, mounts[f"{OPT_ML}/processing/input/config"])
     result, mounts = run_processing(engine, image, step, params, tmp_path)
-    if result.returncode != 0 and "Invalid cross-device link" in failure(result, mounts):
-        pytest.xfail(
-            "known defect: Prepare publishes its splits by renaming across the output "
-            "folders it declares, which fails where each is its own mount (EXDEV)"
-        )
     assert result.returncode == 0, failure(result, mounts)
     outputs = step["Arguments"]["ProcessingOutputConfig"]["Outputs"]
     assert {o["OutputName"] for o in outputs} == {"train", "validation", "test"}
