@@ -294,6 +294,7 @@ def get_pipeline(cfg: DictConfig, session: PipelineSession, config_uri: str) -> 
             step_args=tuner.tune(inputs=channels),
             retry_policies=_retry_policies(cfg),
             volume_kms_key_id=sm.kms_key_id,
+            random_seed=tuning.seed,
         )
         # The best training job's model; training jobs write under the trainer's output path.
         model_uri: Any = fit.get_top_model_s3_uri(
@@ -400,15 +401,24 @@ def get_pipeline(cfg: DictConfig, session: PipelineSession, config_uri: str) -> 
 
 
 class _TuningStep(TuningStep):
-    """A TuningStep whose training jobs encrypt their volumes like the Train step's.
+    """A TuningStep that keeps two settings the SDK's tuner drops from its request.
 
-    The SDK's tuner drops the trainer's ``volume_kms_key_id`` from the training
-    job definition's ResourceConfig; this puts it back.
+    * the trainer's ``volume_kms_key_id`` (ResourceConfig.VolumeKmsKeyId), so
+      tuning jobs encrypt their volumes like the Train step's;
+    * a random seed of 0, which the SDK treats as "no seed" (``tuning.seed``:
+      an integer seeds the search, null does not, locally and on SageMaker).
     """
 
-    def __init__(self, *args: Any, volume_kms_key_id: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        volume_kms_key_id: str | None = None,
+        random_seed: int | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self._volume_kms_key_id = volume_kms_key_id
+        self._random_seed = random_seed
 
     @property
     def arguments(self) -> dict[str, Any]:
@@ -416,4 +426,9 @@ class _TuningStep(TuningStep):
         if self._volume_kms_key_id:
             resources = request["TrainingJobDefinition"]["ResourceConfig"]
             resources["VolumeKmsKeyId"] = self._volume_kms_key_id
+        config = request["HyperParameterTuningJobConfig"]
+        if self._random_seed is None:
+            config.pop("RandomSeed", None)
+        else:
+            config["RandomSeed"] = int(self._random_seed)
         return request
