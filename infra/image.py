@@ -259,8 +259,6 @@ def build_command(
         cmd += ["--build-arg", f"BASE_IMAGE={base}"]
     if ca_bundle:
         cmd += ["--secret", f"id=ca-bundle,src={Path(ca_bundle).resolve()}"]
-    if engine.name == "podman":
-        cmd += ["--network", "host"]  # the default build network needs a bridge
     return [*cmd, "."]
 
 
