@@ -219,12 +219,15 @@ class SourceTag:
 def source_tag() -> SourceTag:
     """``<commit>``, or ``<commit>-dirty-<hash>`` when the image's sources have changes.
 
-    Only the files the image is built from count (``IMAGE_SOURCES``): an edit to
-    the README leaves the tag alone. The hash covers the diff and the untracked
+    Only the files the image is built from count (``IMAGE_SOURCES``): the commit
+    is the last one that changed them, and an edit to the README, committed or
+    not, leaves the tag alone. The hash covers the diff and the untracked
     files, so two different uncommitted states never share a tag.
     """
     try:
-        commit = _git("rev-parse", "--short=12", "HEAD").strip()
+        # The last commit that changed the image's sources: a commit elsewhere keeps the tag.
+        commit = _git("log", "-1", "--format=%H", "--", *IMAGE_SOURCES).strip()[:12]
+        commit = commit or _git("rev-parse", "HEAD").strip()[:12]
         status = _git("status", "--porcelain", "--untracked-files=all", "--", *IMAGE_SOURCES)
         changed = tuple(line[3:] for line in status.splitlines() if line.strip())
         if not changed:

@@ -208,6 +208,8 @@ def test_the_tag_names_the_source_and_only_the_images_sources(
 
     (tmp_path / "README.md").write_text("edited\n")
     assert image.source_tag() == clean  # not part of the image
+    _git(tmp_path, "commit", "-q", "-am", "docs")
+    assert image.source_tag() == clean  # committed or not
 
     (tmp_path / "steps" / "a.py").write_text("x = 2\n")
     first = image.source_tag()
