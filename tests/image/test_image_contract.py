@@ -317,3 +317,14 @@ def test_a_failing_job_writes_its_reason_to_opt_ml_output_failure(
     assert "max_leaf_nodez" in failure(result, mounts)
     for output in step["Arguments"]["ProcessingOutputConfig"]["Outputs"]:
         assert not any(mounts[output["S3Output"]["LocalPath"]].iterdir())
+
+
+def test_the_image_names_its_source_and_its_base(engine: tool.Engine, image: str) -> None:
+    labels = tool.image_labels(engine, image)
+    assert labels[tool.REVISION_LABEL] == image.rsplit(":", 1)[1]
+    base = labels[tool.BASE_LABEL]
+    if tool.is_standin(labels):
+        # Built on the stand-in: the label push-image refuses came with the base.
+        assert tool.is_standin(tool.image_labels(engine, base))
+    else:
+        assert base.startswith("python:3.11"), base
