@@ -42,6 +42,10 @@ LINTERS = {
 }
 
 
+# checkov is not installed on Python 3.13 (see pyproject.toml): its test is skipped there.
+HAS_CHECKOV = Path(LINTERS["checkov"][0]).is_file()
+
+
 class Linters:
     """The linters, started together (each takes seconds) and read on first use."""
 
@@ -49,6 +53,7 @@ class Linters:
         self._procs = {
             name: subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             for name, cmd in LINTERS.items()
+            if Path(cmd[0]).is_file()
         }
         self._done: dict[str, subprocess.CompletedProcess[str]] = {}
 
@@ -80,6 +85,7 @@ def test_cfn_lint_reports_nothing(lint: Linters) -> None:
     assert result.stdout.strip() == ""
 
 
+@pytest.mark.skipif(not HAS_CHECKOV, reason="checkov is not installed on Python 3.13")
 def test_checkov_passes_with_documented_skips(template: dict[str, Any], lint: Linters) -> None:
     result = lint["checkov"]
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
