@@ -51,7 +51,8 @@ local-tune: env ## Search the `tuning` space on this machine and report the best
 test: env-sagemaker ## Lint and run the test suite
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
-	$(RUN) pytest -n 2 $(ARGS)
+	@# One OpenMP thread per test worker: two workers already use both cores.
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(RUN) pytest -n 2 $(ARGS)
 
 test-pythons: $(UV) ## A small `make local-run` on every supported Python this machine has
 	@PYTHON=$(PYTHON) .ci/pythons $(PYTHONS)

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from conf import compose
 from conf.schema import PipelineConfig, SageMakerConfig, ScheduleConfig
 from infra import TEMPLATE_PATH
 from infra.cli import OUTPUT_KEYS
@@ -213,6 +214,7 @@ def test_outputs_cover_every_config_key(template: dict[str, Any]) -> None:
         assert key in schemas[group].__dataclass_fields__, dotted
     defaults = {name: p.get("Default") for name, p in template["Parameters"].items()}
     assert defaults["ProjectName"] == defaults["PipelineName"] == "claim-frequency"
-    assert defaults["ModelPackageGroupName"] == SageMakerConfig.model_package_group
-    assert defaults["S3Prefix"] == SageMakerConfig.prefix
-    assert defaults["PipelineName"] == PipelineConfig.name
+    cfg = compose()  # the config's defaults, as the YAML states them
+    assert defaults["ModelPackageGroupName"] == cfg.sagemaker.model_package_group
+    assert defaults["S3Prefix"] == cfg.sagemaker.prefix
+    assert defaults["PipelineName"] == cfg.pipeline.name
