@@ -144,7 +144,8 @@ class TuningConfig:
     strategy: Strategy = MISSING
     max_jobs: int = MISSING
     max_parallel_jobs: int = MISSING
-    seed: int = MISSING
+    # One rule for local and SageMaker tuning: an integer seeds the search, null does not.
+    seed: int | None = MISSING
     parameters: dict[str, ParameterRange] = MISSING
 
 

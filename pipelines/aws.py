@@ -69,6 +69,16 @@ def check_config(cfg: DictConfig) -> None:
         )
 
 
+def check_tunable(cfg: DictConfig) -> None:
+    """A tuning pipeline needs a search space: the selected model must have one."""
+    if cfg.pipeline.mode == "tune" and not cfg.tuning.parameters:
+        raise ConfigError(
+            f"pipeline=tune needs parameters to tune, but model '{cfg.model.name}' has none "
+            f"(tuning.parameters is empty). Use pipeline=train with model={cfg.model.name}, or "
+            "tune a model with a search space (e.g. model=hgb_poisson)."
+        )
+
+
 def check_credentials(region_name: str) -> boto3.Session:
     """A boto3 session with credentials, or a message naming the variables to set."""
     session = boto3.Session(region_name=region_name)
@@ -161,6 +171,27 @@ def write_config_channel(cfg: DictConfig, overrides: list[str], folder: Path) ->
     return channel_uri(cfg, folder)
 
 
+def download_channel(s3: Any, uri: str, folder: Path) -> int:
+    """Download the config channel at ``uri`` into ``folder``; a clear error if it is gone."""
+    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+    count = 0
+    try:
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                target = folder / item["Key"][len(prefix) :].lstrip("/")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                s3.download_file(bucket, item["Key"], str(target))
+                count += 1
+    except ClientError as err:
+        raise ConfigError(f"Cannot read the pipeline's config channel at {uri}: {err}") from None
+    if not count:
+        raise ConfigError(
+            f"The pipeline's config channel at {uri} is empty or gone: run "
+            "`make upsert-pipeline` again (with the same overrides) to upload it."
+        )
+    return count
+
+
 def upload_channel(s3: Any, folder: Path, uri: str) -> int:
     """Upload the channel folder under ``uri`` (content-addressed: existing keys are equal)."""
     bucket, _, prefix = uri.removeprefix("s3://").partition("/")
@@ -242,19 +273,35 @@ def parse_params(items: Iterable[str]) -> dict[str, str]:
     return out
 
 
-def start(cfg: DictConfig, sm_client: Any, params: dict[str, str]) -> str:
-    """Start an execution with ``params`` (checked against the deployed definition)."""
-    name = cfg.pipeline.name
-    definition = json.loads(pipeline(cfg, sm_client)["PipelineDefinition"])
-    known = {p["Name"] for p in definition.get("Parameters", [])}
-    unknown = sorted(set(params) - known)
-    if unknown:
-        raise ConfigError(
-            f"Unknown pipeline parameter(s) {', '.join(unknown)}; "
-            f"the pipeline has {', '.join(sorted(known))}."
+def checked_params(
+    cfg: DictConfig,
+    session: boto3.Session,
+    params: dict[str, str],
+    *,
+    allow_any_input: bool = False,
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The deployed pipeline and ``params`` as checked by ``preflight.check_start``.
+
+    The override string is composed against the config channel the pipeline was
+    upserted with (downloaded from S3), so a bad key fails here, not in a job.
+    """
+    from pipelines import preflight
+
+    described = pipeline(cfg, session.client("sagemaker"))
+    definition = json.loads(described["PipelineDefinition"])
+    uri = preflight.config_channel_uri(definition)
+    with temporary_folder() as tmp:
+        download_channel(session.client("s3"), uri, Path(tmp))
+        values = preflight.check_start(
+            definition, params, Path(tmp), allow_any_input=allow_any_input
         )
+    return described, values
+
+
+def start(cfg: DictConfig, sm_client: Any, params: dict[str, str]) -> str:
+    """Start an execution with ``params`` (already checked by ``checked_params``)."""
     response = sm_client.start_pipeline_execution(
-        PipelineName=name,
+        PipelineName=cfg.pipeline.name,
         PipelineParameters=[{"Name": k, "Value": v} for k, v in params.items()],
         PipelineExecutionDescription="Started from the command line",
     )
@@ -298,21 +345,28 @@ def wait(
 # ---------------------------------------------------------------------------- schedule
 
 
-def schedule_target(cfg: DictConfig, pipeline_arn: str) -> dict[str, Any]:
-    """The EventBridge Scheduler target: start the pipeline with the production parameters."""
+def schedule_target(
+    cfg: DictConfig, pipeline_arn: str, params: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """The EventBridge Scheduler target: start the pipeline with the production parameters.
+
+    ``params`` are the checked values (``checked_params``); default: ``schedule.parameters``.
+    """
+    if params is None:
+        params = {str(k): str(v) for k, v in cfg.schedule.parameters.items()}
     return {
         "Arn": pipeline_arn,
         "RoleArn": cfg.schedule.role_arn,
         "SageMakerPipelineParameters": {
-            "PipelineParameterList": [
-                {"Name": str(k), "Value": str(v)} for k, v in cfg.schedule.parameters.items()
-            ]
+            "PipelineParameterList": [{"Name": k, "Value": v} for k, v in params.items()]
         },
         "RetryPolicy": {"MaximumRetryAttempts": 3, "MaximumEventAgeInSeconds": 3600},
     }
 
 
-def put_schedule(cfg: DictConfig, scheduler: Any, pipeline_arn: str) -> str:
+def put_schedule(
+    cfg: DictConfig, scheduler: Any, pipeline_arn: str, params: dict[str, str] | None = None
+) -> str:
     """Create or update the schedule; return ``created`` or ``updated``."""
     sc = cfg.schedule
     request = {
@@ -321,7 +375,7 @@ def put_schedule(cfg: DictConfig, scheduler: Any, pipeline_arn: str) -> str:
         "ScheduleExpressionTimezone": sc.timezone,
         "State": "ENABLED" if sc.enabled else "DISABLED",
         "FlexibleTimeWindow": {"Mode": "OFF"},
-        "Target": schedule_target(cfg, pipeline_arn),
+        "Target": schedule_target(cfg, pipeline_arn, params),
         "Description": f"Retrain pipeline {cfg.pipeline.name}",
     }
     try:

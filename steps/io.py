@@ -6,7 +6,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,9 @@ import pandas as pd
 
 from steps.contract import SPLIT_FILE
 from steps.errors import DataError, OutputExistsError
+
+# Hidden folders a step writes into before it publishes (never part of an output).
+STAGING_PREFIX = ".staging-"
 
 
 @contextmanager
@@ -25,25 +28,44 @@ def staged_outputs(target: Path) -> Iterator[Path]:
     If the block raises, nothing is published. An existing file is never
     overwritten: that raises ``OutputExistsError`` before anything moves.
     """
-    target = Path(target)
-    target.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=".staging-", dir=target))
+    with staged_folders({"": Path(target)}) as stages:
+        yield stages[""]
+
+
+@contextmanager
+def staged_folders(targets: Mapping[str, Path]) -> Iterator[dict[str, Path]]:
+    """Yield a staging folder inside each target folder; publish them all only on success.
+
+    Each target is staged in a hidden folder of its own, so publishing is a
+    rename within that folder and never crosses folders: a job's declared
+    output folders may each be a separate mount, where a rename from one to
+    another fails. Every target is checked for clashes before any file moves;
+    if the block raises, nothing is published and the staging folders go.
+    """
+    stages: dict[str, Path] = {}
     try:
-        yield stage
-        files = sorted(p for p in stage.rglob("*") if p.is_file())
-        clashes = [target / p.relative_to(stage) for p in files]
-        clashes = [str(p) for p in clashes if p.exists()]
+        for name, target in targets.items():
+            target = Path(target)
+            target.mkdir(parents=True, exist_ok=True)
+            stages[name] = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=target))
+        yield dict(stages)
+        moves = [
+            (path, Path(targets[name]) / path.relative_to(stage))
+            for name, stage in stages.items()
+            for path in sorted(p for p in stage.rglob("*") if p.is_file())
+        ]
+        clashes = [str(dest) for _, dest in moves if dest.exists()]
         if clashes:
             raise OutputExistsError(
                 f"Refusing to overwrite earlier results: {', '.join(clashes)}. "
                 "Write to a new output folder."
             )
-        for path in files:
-            dest = target / path.relative_to(stage)
+        for path, dest in moves:
             dest.parent.mkdir(parents=True, exist_ok=True)
             os.replace(path, dest)
     finally:
-        shutil.rmtree(stage, ignore_errors=True)
+        for stage in stages.values():
+            shutil.rmtree(stage, ignore_errors=True)
 
 
 def write_json(path: Path, payload: dict[str, Any]) -> None:
