@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias
 
 from omegaconf import DictConfig
 
@@ -10,8 +10,8 @@ if TYPE_CHECKING:  # the config tree imports this module: no pandas or numpy at 
     import numpy as np
     import pandas as pd
 
-    # Features, target and weights of one split: (x, frequency, exposure).
-    Split = tuple[pd.DataFrame, np.ndarray, np.ndarray]
+# Features, target and weights of one split: (x, frequency, exposure).
+Split: TypeAlias = "tuple[pd.DataFrame, np.ndarray, np.ndarray]"
 
 
 class ModelUnit:

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from omegaconf import MISSING, DictConfig
 
 from conf.schema import ModelConfig
-from steps.models.base import ModelUnit
-
-if TYPE_CHECKING:
-    from steps.models.base import Split
+from steps.models.base import ModelUnit, Split
 
 
 @dataclass
