@@ -3,7 +3,9 @@
 Prints, from one run:
 - wall time of ``make local-run`` on the default data against a plain
   scikit-learn script doing the same load, fit, predict and plot (runs
-  alternate so both see the same machine load); the ratio must be <= 1.5;
+  alternate so both see the same machine load); the ratio must be <= 1.3.
+  Both sides run in the environment `make` installs, with precompiled
+  bytecode, so neither pays for compiling library source;
 - D^2(model) / D^2(true frequency) on the synthetic test set for hgb_poisson
   and glm_poisson (the default model should reach 0.9);
 - wall time and peak memory of a local run at 1x and 10x the default rows;
@@ -19,6 +21,7 @@ import os
 import statistics
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 from pathlib import Path
@@ -26,7 +29,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_ROWS = 678_013
-MAX_RATIO = 1.5
+MAX_RATIO = 1.3
 MIN_D2_RATIO = 0.9
 
 
@@ -53,8 +56,16 @@ def make_local_run(tmp: Path, tag: str) -> list[str]:
     return ["make", "--no-print-directory", "local-run", f"ARGS=hydra.run.dir={tmp / tag}"]
 
 
+def bytecode_precompiled() -> bool:
+    """Whether the environment holds compiled bytecode for scikit-learn (``make`` installs it)."""
+    cache = Path(sysconfig.get_paths()["purelib"]) / "sklearn" / "__pycache__"
+    return any(cache.glob("__init__.*.pyc"))
+
+
 def versus_baseline(tmp: Path, repeats: int) -> dict[str, Any]:
     """Alternate ``make local-run`` and the baseline script; compare median wall times."""
+    if not bytecode_precompiled():
+        raise SystemExit("benchmark needs precompiled bytecode: run it with `make bench`.")
     ours, base = [], []
     for i in range(repeats):
         ours.append(measure(make_local_run(tmp, f"ours-{i}"))["wall_s"])
@@ -190,7 +201,8 @@ def report(results: dict[str, Any]) -> str:
     vs = results["local_run_vs_baseline"]
     ok = "ok" if vs["ratio"] <= MAX_RATIO else "TOO SLOW"
     lines = [
-        "make local-run vs plain scikit-learn script (median wall time, alternating runs)",
+        "make local-run vs plain scikit-learn script",
+        "  (median wall time, alternating runs, both with precompiled bytecode)",
         f"  make local-run  {statistics.median(vs['make_local_run_s']):7.1f} s",
         f"  baseline        {statistics.median(vs['baseline_s']):7.1f} s",
         f"  ratio           {vs['ratio']:7.2f}   (target <= {MAX_RATIO}: {ok})",
