@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -102,17 +103,13 @@ class ContainerEngine:
         return [self.tool, "kill", name]
 
 
-def project_images(image_uri: str, project_root: Path) -> LocalImages:
-    """The project's image as a local process: ``python -m container.entrypoint``.
+def project_images(image_uri: str, project_root: Path, entrypoint: Sequence[str]) -> LocalImages:
+    """The project's image as a local process: its ENTRYPOINT ``entrypoint``.
 
-    The image's ENTRYPOINT (container/Dockerfile) runs the entrypoint module; here it
-    runs with this interpreter, the project on ``PYTHONPATH`` and ``OPT_ML_ROOT`` set
-    to the job's own tree by the job runner.
+    The image's ENTRYPOINT (container/Dockerfile) runs the project's entrypoint
+    module; here it runs with this interpreter, the project on ``PYTHONPATH`` and
+    ``OPT_ML_ROOT`` set to the job's own tree by the job runner.
     """
     path = os.pathsep.join(p for p in (str(project_root), os.environ.get("PYTHONPATH")) if p)
-    image = LocalImage(
-        entrypoint=("python", "-m", "container.entrypoint"),
-        env={"PYTHONPATH": path},
-        workdir=project_root,
-    )
+    image = LocalImage(entrypoint=tuple(entrypoint), env={"PYTHONPATH": path}, workdir=project_root)
     return LocalImages({image_uri: image})

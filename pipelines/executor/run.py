@@ -129,6 +129,13 @@ def build(overrides: list[str], channel: Path) -> tuple[dict[str, Any], str, str
     return json.loads(text), uri, str(cfg.pipeline.name), str(cfg.sagemaker.image_uri), region
 
 
+def image_entrypoint() -> tuple[str, ...]:
+    """The ENTRYPOINT of the project's image, as the definition builder knows it."""
+    from pipelines import builder
+
+    return tuple(builder.ENTRYPOINT)
+
+
 def preflight(
     definition: dict[str, Any], params: dict[str, str], channel: Path, allow_any_input: bool
 ) -> dict[str, str]:
@@ -216,7 +223,7 @@ def execute(args: argparse.Namespace) -> int:
             channel = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="channel-")))
             print("Building the pipeline definition (as make upsert-pipeline does)...", flush=True)
             definition, channel_uri, name, image, region = build(args.overrides, channel)
-            images = project_images(image, ROOT)
+            images = project_images(image, ROOT, image_entrypoint())
             params = preflight(definition, params, channel, args.allow_any_input)
         # The graph and the parameters are checked before anything is written.
         steps_of(definition)

@@ -57,7 +57,8 @@ print(json.dumps(loaded))
 
 
 def test_both_sides_agree_on_the_opt_ml_layout(tmp_path: Path) -> None:
-    from container.paths import CONFIG_CHANNEL, MODEL_ARCHIVE, OptMl
+    from container.paths import MODEL_ARCHIVE, OptMl
+    from steps.contract import ENTRYPOINT
 
     layout = OptMl(tmp_path)
     assert layout.hyperparameters == tmp_path / jobs.HYPERPARAMETERS
@@ -66,12 +67,10 @@ def test_both_sides_agree_on_the_opt_ml_layout(tmp_path: Path) -> None:
     assert layout.failure == tmp_path / jobs.FAILURE
     assert layout.message == tmp_path / jobs.MESSAGE
     assert MODEL_ARCHIVE == jobs.MODEL_ARCHIVE
-    assert layout.processing_input(CONFIG_CHANNEL) == Path(
-        str(tmp_path) + "/processing/input/config"
-    )
+    assert layout.processing_input("config") == tmp_path / "processing/input/config"
     # The entrypoint reads the root from OPT_ML_ROOT, which the local image sets.
-    image = images.project_images("img:1", run.ROOT).get("img:1")
-    assert image.entrypoint == ("python", "-m", "container.entrypoint")
+    image = images.project_images("img:1", run.ROOT, run.image_entrypoint()).get("img:1")
+    assert image.entrypoint == tuple(ENTRYPOINT)
 
 
 def test_the_job_side_reads_what_the_executor_writes(tmp_path: Path) -> None:
