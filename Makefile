@@ -77,3 +77,13 @@ deploy-infra: env ## Deploy infra/ with CloudFormation into the current AWS acco
 
 infra-config: env ## Write the stack outputs into conf/sagemaker/stack.yaml
 	$(RUN) python -m infra.cli config $(ARGS)
+
+.PHONY: serve-local score-local deploy-model
+serve-local: env ## Serve a model over HTTP on 127.0.0.1:8080 (ARGS="--model <run folder|model.tar.gz|execution>")
+	$(RUN) python -m pipelines.serve_local $(ARGS)
+
+score-local: env ## Score a CSV/Parquet file of policies into a new outputs/scores folder (ARGS="policies.csv")
+	$(RUN) python -m pipelines.score_local $(ARGS)
+
+deploy-model: env ## Deploy the latest Approved model package to a SageMaker endpoint (conf/deploy)
+	$(RUN) python -m pipelines.deploy $(ARGS)
