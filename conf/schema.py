@@ -187,6 +187,23 @@ class ScheduleConfig:
 
 
 @dataclass
+class DeployConfig:
+    """Where ``make deploy-model`` serves the latest Approved model package."""
+
+    endpoint_name: str = "claim-frequency"
+    mode: str = "realtime"  # realtime | serverless
+    variant_name: str = "AllTraffic"
+    instance_type: str = "ml.m5.large"
+    instance_count: int = 1
+    serverless_memory_mb: int = 2048
+    serverless_max_concurrency: int = 5
+    model_server_workers: int | None = None
+    model_server_timeout: int = 60
+    inference_instance_types: list[str] = field(default_factory=list)
+    transform_instance_types: list[str] = field(default_factory=list)
+
+
+@dataclass
 class Config:
     data: Any = MISSING
     model: Any = MISSING
@@ -196,6 +213,7 @@ class Config:
     sagemaker: SageMakerConfig = MISSING
     pipeline: PipelineConfig = MISSING
     schedule: ScheduleConfig = MISSING
+    deploy: DeployConfig = MISSING
     seed: int = 42
 
 

@@ -52,7 +52,15 @@ from sagemaker.train import ModelTrainer
 from sagemaker.train.configs import Compute, InputData, OutputDataConfig, StoppingCondition
 from sagemaker.train.tuner import HyperparameterTuner
 
-from steps.contract import METRIC_NAMES, METRIC_REGEX, METRICS_FILE, SPLITS, UNSET
+from steps.contract import (
+    METRIC_NAMES,
+    METRIC_REGEX,
+    METRICS_FILE,
+    REQUEST_CONTENT_TYPES,
+    RESPONSE_CONTENT_TYPES,
+    SPLITS,
+    UNSET,
+)
 
 # Paths of the container contract.
 PROCESSING = "/opt/ml/processing"
@@ -354,10 +362,11 @@ def get_pipeline(cfg: DictConfig, session: PipelineSession, config_uri: str) -> 
     )
     register_args = builder.register(
         model_package_group_name=sm.model_package_group,
-        content_types=["application/x-parquet"],
-        response_types=["application/json"],
-        inference_instances=[sm.processing_instance_type],
-        transform_instances=[sm.processing_instance_type],
+        # Exactly what the image's `serve` command accepts and answers (container/serve.py).
+        content_types=list(REQUEST_CONTENT_TYPES),
+        response_types=list(RESPONSE_CONTENT_TYPES),
+        inference_instances=list(cfg.deploy.inference_instance_types),
+        transform_instances=list(cfg.deploy.transform_instance_types),
         model_metrics=model_metrics,
         approval_status=params["ModelApprovalStatus"],
     )
