@@ -6,7 +6,7 @@ config tree, ``config_uri``) as input ``config``, and applies the ``HydraOverrid
 parameter on top of it, so a Studio user can switch a group at start time.
 
 Import this module only after a region is set (the SDK creates clients at import);
-``pipelines.aws.sagemaker_env`` does that and switches the SDK's telemetry off.
+``pipelines.sdk.sagemaker_env`` does that and switches the SDK's telemetry off.
 """
 
 from __future__ import annotations

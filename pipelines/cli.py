@@ -14,7 +14,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from pipelines import aws
+from pipelines import aws, sdk
 from steps.errors import ConfigError, UserError, compose_checked
 
 DEFAULT_OUT = Path("outputs/pipeline-definition.json")
@@ -73,12 +73,12 @@ def build_definition(
     """
     import boto3
 
-    aws.sagemaker_env(region_name, offline=True)
+    sdk.sagemaker_env(region_name, offline=True)
     from pipelines.builder import get_pipeline
 
     uri = aws.write_config_channel(cfg, list(overrides), folder)
-    with aws.quiet_sdk():
-        session = aws.pipeline_session(cfg, boto3.Session(region_name=region_name))
+    with sdk.quiet_sdk():
+        session = sdk.pipeline_session(cfg, boto3.Session(region_name=region_name))
         return get_pipeline(cfg, session, uri).definition(), uri
 
 

@@ -311,3 +311,19 @@ def test_overrides_may_follow_the_flags(tmp_path: Path) -> None:
     assert out.is_file()
     with pytest.raises(SystemExit):
         cli.main(["definition", *BASE, "--nope"])
+
+
+def test_only_the_builder_touches_the_sagemaker_sdk() -> None:
+    """aws.py, preflight.py and service_rules.py use boto3 only (fast commands, no SDK import)."""
+    import ast
+
+    root = Path(__file__).resolve().parents[2] / "pipelines"
+    for name in ("aws.py", "preflight.py", "service_rules.py", "cli.py"):
+        tree = ast.parse((root / name).read_text())
+        modules = {
+            node.module if isinstance(node, ast.ImportFrom) else alias.name
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Import | ast.ImportFrom)
+            for alias in (node.names if isinstance(node, ast.Import) else [node])
+        }
+        assert not any(str(m).startswith("sagemaker") for m in modules), (name, modules)
