@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
@@ -117,6 +118,22 @@ def model_tree(source: Path) -> Iterator[Path]:
         yield root
 
 
+def run_forwarding_signals(command: list[str], env: dict[str, str]) -> int:
+    """Run the server; SIGTERM and SIGINT go to it, so it never outlives this process."""
+    process = subprocess.Popen(command, env=env)
+
+    def forward(signum: int, _: Any) -> None:
+        if process.poll() is None:
+            process.send_signal(signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        return process.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="make serve-local ARGS=...", description=__doc__)
     parser.add_argument("--model", help="default: the newest successful run in outputs/runs")
@@ -151,10 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 flush=True,
             )
             env = {**os.environ, "OPT_ML_ROOT": str(root)}
-            try:
-                return subprocess.run(command, env=env, check=False).returncode
-            except KeyboardInterrupt:
-                return 130
+            return run_forwarding_signals(command, env)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr, flush=True)
         return 2

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
+import sys
 import tarfile
+import urllib.request
 from pathlib import Path
 
 import pandas as pd
@@ -14,7 +18,7 @@ from container import serve
 from pipelines import score_local, serve_local
 from steps.errors import DataError
 from steps.score import Scorer
-from tests.serve.support import Trained
+from tests.serve.support import Trained, free_port, start_server, stop
 
 
 def make_runs(trained: Trained, root: Path) -> Path:
@@ -136,3 +140,25 @@ def test_server_without_a_model_exits_2(tmp_path: Path, capsys: pytest.CaptureFi
     assert serve.main(["--model-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: No trained model at") and "Traceback" not in err
+
+
+def test_serve_local_serves_a_run_and_stops_with_it(trained: Trained, tmp_path: Path) -> None:
+    """``make serve-local --model <run>``: curl-able, and its server ends with it."""
+    port = free_port()
+    command = [sys.executable, "-m", "pipelines.serve_local", "--model", str(trained.run)]
+    command += ["--port", str(port), "--workers", "1"]
+    server = start_server(command, dict(os.environ), tmp_path / "serve-local.log", port)
+    try:
+        body = trained.test.head(3).to_csv(index=False).encode()
+        request = urllib.request.Request(
+            f"{server.url}/invocations", data=body, headers={"Content-Type": "text/csv"}
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:
+            assert len(response.read().decode().splitlines()) == 3
+    finally:
+        stop(server)
+    master = re.search(r"Listening at: \S+ \((\d+)\)", server.log_text())
+    assert master, server.log_text()
+    assert server.process.returncode == 0
+    with pytest.raises(ProcessLookupError):
+        os.kill(int(master.group(1)), 0)
