@@ -22,7 +22,6 @@ from omegaconf import DictConfig
 
 from steps.errors import ConfigError, UserError, compose_checked
 
-MODES = ("realtime", "serverless")
 SERVERLESS_MEMORY_MB = (1024, 2048, 3072, 4096, 5120, 6144)
 BUSY = ("Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting")
 NAME_LIMIT = 63  # model and endpoint config names
@@ -41,8 +40,6 @@ class Outcome:
 def check(cfg: DictConfig) -> None:
     """Refuse a deployment config that the service would refuse, naming the key."""
     d, problems = cfg.deploy, []
-    if d.mode not in MODES:
-        problems.append(f"deploy.mode must be {' or '.join(MODES)}, not {d.mode!r}")
     if d.mode == "realtime" and d.instance_count < 1:
         problems.append(f"deploy.instance_count must be >= 1, not {d.instance_count}")
     if d.mode == "serverless" and d.serverless_memory_mb not in SERVERLESS_MEMORY_MB:

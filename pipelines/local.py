@@ -16,16 +16,13 @@ from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import ConfigCompositionException
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from conf import to_yaml
+from conf import run_main, to_yaml, user_message, validate
 from steps.contract import METRICS_FILE
 from steps.errors import UserError, require_complete
-from steps.evaluate import evaluate
-from steps.io import staged_outputs
-from steps.prepare import prepare
-from steps.train import train
 
 log = logging.getLogger(__name__)
 SUMMARY_COLUMNS = ("poisson_deviance", "d2", "gini", "baseline_poisson_deviance", "d2_ratio")
@@ -33,6 +30,12 @@ SUMMARY_COLUMNS = ("poisson_deviance", "d2", "gini", "baseline_poisson_deviance"
 
 def run(cfg: DictConfig, out: Path) -> dict[str, Any]:
     """Run the three steps with all outputs under ``out``; return the metrics."""
+    # Imported here, so that a bad override fails before scikit-learn is loaded.
+    from steps.evaluate import evaluate
+    from steps.io import staged_outputs
+    from steps.prepare import prepare
+    from steps.train import train
+
     require_complete(cfg)
     with staged_outputs(out) as stage:
         (stage / "config.yaml").write_text(to_yaml(cfg))
@@ -62,10 +65,13 @@ def guarded(task: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:
 
     def wrapper(cfg: DictConfig) -> Any:
         try:
+            # The schema's checks beyond Hydra's own (keys added with +, the search space).
+            validate(cfg)
             return task(cfg)
-        except UserError as err:
+        except (UserError, ConfigCompositionException) as err:
             # Once on stderr for the user, once in the run's log file (not twice on screen).
-            print(f"error: {err}", file=sys.stderr, flush=True)
+            text = user_message(err) if isinstance(err, ConfigCompositionException) else err
+            print(f"error: {text}", file=sys.stderr, flush=True)
             record = log.makeRecord(log.name, logging.ERROR, __file__, 0, "%s", (err,), None)
             for handler in logging.getLogger().handlers:
                 if isinstance(handler, logging.FileHandler):
@@ -89,6 +95,8 @@ class SweepSummary(Callback):
             rows.append((label or metrics_file.parent.name, json.loads(metrics_file.read_text())))
         if not rows:
             return
+        from steps.io import staged_outputs
+
         with staged_outputs(sweep_dir) as stage, open(stage / "summary.csv", "w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(["run", *SUMMARY_COLUMNS])
@@ -112,4 +120,4 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -18,7 +18,7 @@ import optuna
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from conf import to_yaml
+from conf import run_main, to_yaml
 from pipelines.local import guarded, summary_table
 from steps.errors import ConfigError, require_complete
 from steps.evaluate import evaluate
@@ -125,4 +125,4 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -156,7 +156,6 @@ def test_update_goes_through_a_new_endpoint_config(sm: Any) -> None:
 @pytest.mark.parametrize(
     ("overrides", "words"),
     [
-        (["deploy.mode=batch"], "deploy.mode must be realtime or serverless"),
         (["deploy.mode=serverless", "deploy.serverless_memory_mb=1000"], "serverless_memory_mb"),
         (["deploy.instance_type=ml.g5.xlarge"], "ml.g5.xlarge is not among"),
         (["sagemaker.role_arn=null"], "sagemaker.role_arn"),
@@ -169,3 +168,11 @@ def test_bad_settings_are_refused_before_anything_is_created(
     with pytest.raises(ConfigError, match=re.escape(words)):
         deploy.deploy(compose([*BASE, *overrides]), sm)
     assert sm.list_models()["Models"] == []
+
+
+def test_an_unknown_mode_fails_at_compose_naming_the_choices(
+    sm: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert deploy.main([*BASE, "deploy.mode=batch"]) == 2
+    err = capsys.readouterr().err
+    assert "deploy.mode" in err and "serverless" in err and "Traceback" not in err
