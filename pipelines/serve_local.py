@@ -24,14 +24,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from steps.contract import METRICS_FILE, MODEL_FILE
+from container.entrypoint import extract_safely
+from container.paths import MODEL_ARCHIVE
+from steps.contract import CONFIG_FILE, ENTRYPOINT, METRICS_FILE, MODEL_FILE
 from steps.errors import DataError, UserError
 
 RUNS = Path("outputs/runs")
 PIPELINES = Path("outputs/pipelines")
 EXECUTION_RECORD = "execution.json"
-MODEL_ARCHIVE = "model.tar.gz"
-CONFIG_FILE = "config.yaml"
 
 
 def newest_run(runs: Path = RUNS) -> Path:
@@ -104,7 +104,7 @@ def model_tree(source: Path) -> Iterator[Path]:
         if source.is_file():
             try:
                 with tarfile.open(source) as tar:
-                    tar.extractall(model, filter="data")
+                    extract_safely(tar, model)
             except (tarfile.TarError, OSError, EOFError) as exc:
                 raise DataError(f"Cannot unpack '{source}': {exc}") from exc
         else:
@@ -153,8 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with model_tree(source) as root:
             command = [
                 sys.executable,
-                "-m",
-                "container.entrypoint",
+                *ENTRYPOINT[1:],
                 "serve",
                 f"--host={args.host}",
                 f"--port={args.port}",

@@ -23,6 +23,7 @@ import pandas as pd
 import yaml
 
 from steps.contract import (
+    CONFIG_FILE,
     CSV_TYPE,
     JSON_TYPE,
     REQUEST_CONTENT_TYPES,
@@ -36,7 +37,6 @@ FREQUENCY = "frequency"
 EXPECTED_CLAIMS = "expected_claims"
 # The exposure column of requests when the model's training config is not beside it.
 DEFAULT_EXPOSURE = "Exposure"
-CONFIG_FILE = "config.yaml"
 
 
 class RequestError(DataError):
