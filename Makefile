@@ -100,7 +100,7 @@ run-image-local: env ## Run a job command in the image with a temporary /opt/ml 
 
 test-image: env-sagemaker ## Build the image (BASE=<image> to build on another base) and run its contract tests
 	$(RUN) python -m infra.image build $(if $(BASE),--base $(BASE)) $(if $(CA_BUNDLE),--ca-bundle $(CA_BUNDLE))
-	IMAGE_UNDER_TEST=$$($(RUN) python -m infra.image name) $(RUN) pytest tests/image -n 0 $(ARGS)
+	IMAGE_UNDER_TEST=$$($(RUN) python -m infra.image name) $(RUN) pytest tests/image tests/serve/test_serve_http.py -n 0 $(ARGS)
 
 deploy-infra: env ## Deploy infra/ with CloudFormation into the current AWS account
 	$(RUN) python -m infra.cli deploy $(ARGS)

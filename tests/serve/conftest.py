@@ -51,7 +51,31 @@ def server(trained: Trained, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         "SAGEMAKER_MAX_PAYLOAD_IN_MB": str(PAYLOAD_MB),
     }
     command = [sys.executable, "-m", "container.entrypoint", "serve", "--host", "127.0.0.1"]
+    image = os.environ.get("IMAGE_UNDER_TEST")
+    if image:  # the same tests against the built image, started as SageMaker hosting starts it
+        command = image_serve_command(image, trained, env)
     log = tmp_path_factory.mktemp("server") / "server.log"
     server = start_server(command, env, log, port)
     yield server
     stop(server)
+
+
+def image_serve_command(image: str, trained: Trained, env: dict[str, str]) -> list[str]:
+    """``<engine> run <image> serve`` with the model at /opt/ml/model, as hosting runs it.
+
+    The host's network is used so the port is reachable at 127.0.0.1 (the
+    server's port comes from ``SAGEMAKER_BIND_TO_PORT``, as on the service).
+    """
+    from container.paths import JOB
+    from infra import image as tool
+
+    try:
+        engine = tool.detect_engine()
+    except tool.ImageError as err:
+        pytest.skip(f"no container engine can run here: {err}")
+    cmd = engine.cmd("run", "--rm", "--network", "host", *engine.limit_flags)
+    cmd += ["-v", f"{trained.model_dir.resolve()}:{JOB.model}:ro"]
+    for name, value in env.items():
+        if name.startswith("SAGEMAKER_"):
+            cmd += ["-e", f"{name}={value}"]
+    return [*cmd, image, "serve"]
