@@ -10,6 +10,8 @@ Prints, from one run:
   and glm_poisson (the default model should reach 0.9);
 - wall time and peak memory of a local run at 1x and 10x the default rows;
 - ``make pipeline-definition`` against importing the SageMaker SDK alone;
+- the model server: single-row latency and 100,000-row batch throughput over
+  HTTP against ``predict`` in-process (``benchmarks/serving.py``);
 - ``make local-pipeline`` (train variant, default data) against ``make local-run``
   on the same data, with where its time goes (target ratio: at most 2).
 Results are also saved as JSON under ``bench-results/``.
@@ -29,6 +31,8 @@ import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+from benchmarks.serving import serving, serving_report
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_ROWS = 678_013
@@ -192,6 +196,7 @@ def main() -> None:
         results["d2_ratio"] = d2_ratios(tmp)
         results["scaling"] = scaling(tmp, [int(f) for f in args.scales.split(",")])
         results["image"] = image_size()
+        results["serving"] = serving(tmp)
         results["local_pipeline"] = local_pipeline(tmp, args.repeats)
     print(report(results))
     print(local_pipeline_report(results["local_pipeline"]))
@@ -227,6 +232,7 @@ def report(results: dict[str, Any]) -> str:
         lines.append(f"  definition       {pd['definition_s']:6.1f} s")
         lines.append(f"  beyond import    {pd['beyond_import_s']:6.1f} s")
     lines += image_report(results.get("image"))
+    lines += serving_report(results.get("serving"))
     return "\n".join(lines)
 
 
