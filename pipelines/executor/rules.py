@@ -19,6 +19,7 @@ import functools
 import re
 from typing import Any
 
+from pipelines import service_rules
 from pipelines.executor.errors import RequestRefused
 
 OPERATIONS = {
@@ -32,8 +33,6 @@ JOB_NAME_FIELDS = {
     "Training": "TrainingJobName",
     "Tuning": "HyperParameterTuningJobName",
 }
-MAX_HYPERPARAMETER_KEY = 256
-MAX_HYPERPARAMETER_VALUE = 256
 PROCESSING_ROOT = "/opt/ml/processing/"
 _BUCKET = re.compile(r"(?!xn--)(?!.*-s3alias$)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 
@@ -124,28 +123,20 @@ def s3_uri(where: str, uri: Any) -> None:
 
 
 def no_empty_items(where: str, items: Any) -> None:
-    for i, item in enumerate(items or []):
-        if item == "":
-            raise RequestRefused(
-                f"{where}[{i}] is an empty string: the service refuses a job with a null or "
-                f"empty string in {where.rsplit('.', 1)[-1]}."
-            )
+    """No empty or over-long container item (``pipelines.service_rules``)."""
+    problems = service_rules.container_item_problems(where, items)
+    if problems:
+        raise RequestRefused(problems[0] + ".")
 
 
 def hyperparameters(where: str, values: dict[str, Any] | None) -> None:
+    """String values within the service's limits (``pipelines.service_rules``)."""
     for key, value in (values or {}).items():
         if not isinstance(value, str):
             raise RequestRefused(f"{where}[{key!r}] must be a string, not {type(value).__name__}.")
-        if len(key) > MAX_HYPERPARAMETER_KEY:
-            raise RequestRefused(
-                f"{where} key {key[:40]!r}... is {len(key)} characters; at most "
-                f"{MAX_HYPERPARAMETER_KEY}."
-            )
-        if len(value) > MAX_HYPERPARAMETER_VALUE:
-            raise RequestRefused(
-                f"{where}[{key!r}] is {len(value)} characters long; the service allows at most "
-                f"{MAX_HYPERPARAMETER_VALUE} per hyperparameter value."
-            )
+    problems = service_rules.hyperparameter_problems(where, values)
+    if problems:
+        raise RequestRefused(problems[0] + ".")
 
 
 def _processing(request: dict[str, Any]) -> None:
