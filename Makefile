@@ -20,7 +20,7 @@ PYTHONS := 3.11 3.12 3.13
 .DEFAULT_GOAL := help
 .PHONY: help env env-sagemaker local-run local-tune test test-pythons lint bench \
         pipeline-definition upsert-pipeline start-pipeline schedule-pipeline \
-        build-image push-image run-image-local deploy-infra infra-config clean
+        base-image build-image push-image run-image-local test-image deploy-infra infra-config clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
@@ -86,14 +86,21 @@ schedule-pipeline: env-sagemaker ## Create, update or remove (ARGS=--remove) the
 clean: ## Remove the environments (outputs are kept)
 	rm -rf .venv .venv-3.* .tools
 
-build-image: env ## Build the shared container image (CONTAINER_TOOL=docker|finch)
-	$(RUN) python -m container.image build $(ARGS)
+base-image: env ## Build a stand-in base image from Debian packages, for machines without registry access
+	$(RUN) python -m infra.image base $(ARGS)
 
-push-image: env ## Log in to ECR and push the image to the repository named in config
-	$(RUN) python -m container.image push $(ARGS)
+build-image: env ## Build the job image (engine: docker, podman or finch; CONTAINER_TOOL picks one)
+	$(RUN) python -m infra.image build $(ARGS)
+
+push-image: env ## Push the image built from this commit to ECR and record it for upsert
+	$(RUN) python -m infra.image push $(ARGS)
 
 run-image-local: env ## Run a job command in the image with a temporary /opt/ml tree (ARGS="train")
-	$(RUN) python -m container.image run-local $(ARGS)
+	$(RUN) python -m infra.image run-local $(ARGS)
+
+test-image: env-sagemaker ## Build the image (BASE=<image> to build on another base) and run its contract tests
+	$(RUN) python -m infra.image build $(if $(BASE),--base $(BASE)) $(if $(CA_BUNDLE),--ca-bundle $(CA_BUNDLE))
+	IMAGE_UNDER_TEST=$$($(RUN) python -m infra.image name) $(RUN) pytest tests/image -n 0 $(ARGS)
 
 deploy-infra: env ## Deploy infra/ with CloudFormation into the current AWS account
 	$(RUN) python -m infra.cli deploy $(ARGS)

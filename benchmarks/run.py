@@ -128,6 +128,59 @@ def pipeline_definition(tmp: Path) -> dict[str, float] | None:
     }
 
 
+MAX_IMAGE_MB = 900
+
+
+def image_size() -> dict[str, Any] | None:
+    """Size of the job image built from this source (``make build-image``), if there is one.
+
+    Also the size of the base it was built on, where that is present locally.
+    """
+    from infra import image
+
+    try:
+        engine = image.detect_engine()
+        from conf import compose
+
+        name = f"{compose([]).sagemaker.ecr_repository}:{image.source_tag().tag}"
+        labels = image.image_labels(engine, name)
+    except image.ImageError as err:
+        return {"skipped": str(err)}
+
+    def size(ref: str) -> float | None:
+        cmd = engine.cmd("image", "inspect", "--format", "{{.Size}}", ref)
+        out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        return int(out.stdout.strip()) / 1e6 if out.returncode == 0 else None
+
+    base = labels.get(image.BASE_LABEL, "")
+    return {
+        "image": name,
+        "size_mb": size(name),
+        "base": base,
+        "base_mb": size(base) if base else None,
+        "standin_base": image.is_standin(labels),
+    }
+
+
+def image_report(result: dict[str, Any] | None) -> list[str]:
+    """The image-size lines of the report."""
+    if not result:
+        return []
+    if "skipped" in result:
+        return ["Job image size", f"  not measured: {result['skipped']}"]
+    ok = "ok" if result["size_mb"] <= MAX_IMAGE_MB else "TOO BIG"
+    kind = "stand-in base" if result["standin_base"] else "base"
+    lines = [
+        f"Job image size ({result['image']})",
+        f"  image           {result['size_mb']:7.0f} MB  (target <= {MAX_IMAGE_MB}: {ok})",
+    ]
+    if result["base_mb"]:
+        added = result["size_mb"] - result["base_mb"]
+        lines.append(f"  {kind:<15s} {result['base_mb']:7.0f} MB  ({result['base']})")
+        lines.append(f"  added by build  {added:7.0f} MB")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3, help="runs of each side (median)")
@@ -140,6 +193,7 @@ def main() -> None:
         results["local_run_vs_baseline"] = versus_baseline(tmp, args.repeats)
         results["d2_ratio"] = d2_ratios(tmp)
         results["scaling"] = scaling(tmp, [int(f) for f in args.scales.split(",")])
+        results["image"] = image_size()
     print(report(results))
     out = ROOT / "bench-results" / f"{time.strftime('%Y-%m-%d_%H-%M-%S')}.json"
     out.parent.mkdir(exist_ok=True)
@@ -173,6 +227,7 @@ def report(results: dict[str, Any]) -> str:
         lines.append(f"  import SDK only  {pd['import_sdk_s']:6.1f} s")
         lines.append(f"  definition       {pd['definition_s']:6.1f} s")
         lines.append(f"  beyond import    {pd['beyond_import_s']:6.1f} s")
+    lines += image_report(results.get("image"))
     return "\n".join(lines)
 
 

@@ -20,7 +20,7 @@ from hydra.errors import ConfigCompositionException
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from conf import run_main, to_yaml, user_message, validate
+from conf import CONFIG_FILE, run_main, to_yaml, user_message, validate
 from steps.contract import METRICS_FILE
 from steps.errors import UserError, require_complete
 
@@ -38,7 +38,7 @@ def run(cfg: DictConfig, out: Path) -> dict[str, Any]:
 
     require_complete(cfg)
     with staged_outputs(out) as stage:
-        (stage / "config.yaml").write_text(to_yaml(cfg))
+        (stage / CONFIG_FILE).write_text(to_yaml(cfg))
     splits = prepare(cfg, out / "data")
     train(cfg, splits["train"], splits["validation"], out / "model")
     metrics = evaluate(cfg, out / "model", splits["test"], out, validation_dir=splits["validation"])

@@ -14,7 +14,7 @@ import pytest
 
 from conf import compose
 from conf.schema import PipelineConfig, SageMakerConfig, ScheduleConfig
-from infra import TEMPLATE_PATH
+from infra import TEMPLATE_PATH, image
 from infra.cli import OUTPUT_KEYS
 
 BIN = Path(sys.executable).parent
@@ -199,9 +199,17 @@ def test_key_rotates_and_repository_scans_encrypts_expires(template: dict[str, A
     assert repo["ImageScanningConfiguration"] == {"ScanOnPush": True}
     assert repo["EncryptionConfiguration"]["EncryptionType"] == "KMS"
     text = repo["LifecyclePolicy"]["LifecyclePolicyText"]["Fn::Sub"]
-    rule = json.loads(text.replace("${UntaggedImageCount}", "5"))["rules"][0]
-    assert rule["selection"]["tagStatus"] == "untagged"
-    assert rule["selection"]["countNumber"] == 5
+    text = text.replace("${UntaggedImageCount}", "5").replace("${TaggedImageCount}", "20")
+    keep, untagged, tagged = sorted(json.loads(text)["rules"], key=lambda r: r["rulePriority"])
+    assert untagged["selection"] == {
+        "tagStatus": "untagged", "countType": "imageCountMoreThan", "countNumber": 5
+    }  # fmt: skip
+    assert tagged["selection"]["tagPatternList"] == ["*"]
+    assert tagged["selection"]["countNumber"] == 20
+    # Evaluated first, so no later rule can expire an image a model package uses.
+    assert keep["selection"]["tagPrefixList"] == [image.REGISTERED_PREFIX]
+    assert keep["selection"]["countNumber"] >= 10000
+    assert repo["ImageTagMutability"] == "IMMUTABLE"
     assert resources["ModelPackageGroup"]["Type"] == "AWS::SageMaker::ModelPackageGroup"
 
 
