@@ -331,6 +331,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one job command; return the process exit code."""
+    args_list = sys.argv[1:] if argv is None else list(argv)
+    if args_list[:1] == ["serve"]:  # SageMaker hosting and batch transform start `serve`
+        from container.serve import main as serve
+
+        return serve(args_list[1:])
     logging.basicConfig(
         level=logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

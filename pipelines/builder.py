@@ -68,6 +68,8 @@ from steps.contract import (
     MODEL_QUALITY_FILE,
     OVERRIDES_PARAMETER,
     PREPARE,
+    REQUEST_CONTENT_TYPES,
+    RESPONSE_CONTENT_TYPES,
     SPLITS,
     UNSET,
 )
@@ -367,10 +369,11 @@ def get_pipeline(cfg: DictConfig, session: PipelineSession, config_uri: str) -> 
     )
     register_args = builder.register(
         model_package_group_name=sm.model_package_group,
-        content_types=["application/x-parquet"],
-        response_types=["application/json"],
-        inference_instances=[sm.processing_instance_type],
-        transform_instances=[sm.processing_instance_type],
+        # Exactly what the image's `serve` command accepts and answers (container/serve.py).
+        content_types=list(REQUEST_CONTENT_TYPES),
+        response_types=list(RESPONSE_CONTENT_TYPES),
+        inference_instances=list(cfg.deploy.inference_instance_types),
+        transform_instances=list(cfg.deploy.transform_instance_types),
         model_metrics=model_metrics,
         approval_status=params["ModelApprovalStatus"],
     )

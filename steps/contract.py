@@ -76,3 +76,12 @@ def input_data_overrides(uri: str) -> list[str]:
     """
     uri = unset_to_empty(uri)
     return ["data=file", f"data.path={uri}"] if uri else []
+
+
+# Serving: what the model server accepts and answers. The registered model
+# package declares exactly these, so the registry never claims more.
+CSV_TYPE = "text/csv"
+JSON_TYPE = "application/json"
+PARQUET_TYPE = "application/x-parquet"
+REQUEST_CONTENT_TYPES = (CSV_TYPE, JSON_TYPE, PARQUET_TYPE)
+RESPONSE_CONTENT_TYPES = (JSON_TYPE, CSV_TYPE)
