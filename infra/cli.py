@@ -12,7 +12,6 @@ default composition picks up when present.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -25,13 +24,14 @@ from botocore.exceptions import (
     NoCredentialsError,
     NoRegionError,
     PartialCredentialsError,
-    ProfileNotFound,
     WaiterError,
 )
 from omegaconf import OmegaConf
 
 from infra import TEMPLATE_PATH
 from infra.template import load_template, parameter_defaults
+from pipelines import aws
+from steps.errors import UserError, report
 
 DEFAULT_STACK_NAME = "claim-frequency-infra"
 CAPABILITIES = ["CAPABILITY_NAMED_IAM"]
@@ -71,23 +71,16 @@ PARAMETER_FLAGS: dict[str, str] = {
 }
 
 
-class InfraError(Exception):
-    """A failure explained by its message; reported without a traceback."""
+class InfraError(UserError):
+    """A failure explained by its message; reported without a traceback (exit 2)."""
 
 
 # ------------------------------------------------------------------ AWS session
 
 
 def make_session(region: str | None = None, profile: str | None = None) -> boto3.Session:
-    """A boto3 session with a region and credentials, or an ``InfraError`` that says how."""
-    try:
-        probe = boto3.Session(profile_name=profile)
-    except ProfileNotFound as exc:
-        raise InfraError(f"{exc}. {CREDENTIALS_HELP}") from None
-    region = region or os.environ.get("AWS_REGION") or probe.region_name
-    if not region or probe.get_credentials() is None:
-        raise InfraError(CREDENTIALS_HELP)
-    return boto3.Session(profile_name=profile, region_name=region)
+    """A boto3 session with a region and credentials (the pipelines' one helper)."""
+    return aws.session(region, profile)
 
 
 # ----------------------------------------------------------------------- stack
@@ -428,25 +421,28 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one command; errors become one message on stderr and exit status 1."""
+    """Run one command. As every command of the project: a problem the user can fix
+    (config, credentials, a request AWS refused) is one line on stderr and exit 2;
+    anything else (the network, the SDK) exit 1.
+    """
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except InfraError as exc:
-        message = str(exc)
+    except UserError as exc:
+        return report(exc)
     except (NoCredentialsError, PartialCredentialsError, NoRegionError):
-        message = CREDENTIALS_HELP
+        return report(InfraError(CREDENTIALS_HELP))
     except ClientError as exc:
         error = exc.response.get("Error", {})
         message = f"{error.get('Code', 'Error')}: {error.get('Message', exc)}"
         if error.get("Code") in {"ExpiredToken", "InvalidClientTokenId", "UnrecognizedClient"}:
-            message += f"\n{CREDENTIALS_HELP}"
+            message += f" {CREDENTIALS_HELP}"
+        return report(InfraError(message))
     except BotoCoreError as exc:
-        message = str(exc)
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
-    print(f"error: {message}", file=sys.stderr)
-    return 1
 
 
 if __name__ == "__main__":

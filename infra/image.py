@@ -51,7 +51,7 @@ from steps.contract import (
     TRAIN,
     UNSET,
 )
-from steps.errors import UserError, compose_checked
+from steps.errors import UserError, compose_checked, report
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = "container/Dockerfile"
@@ -483,12 +483,10 @@ def protect_registered(ecr: Any, sagemaker: Any, repository_uri: str, group: str
 
 
 def aws_session(cfg: DictConfig) -> Any:
-    import boto3
+    """A session in ``sagemaker.region`` with credentials (the pipelines' one helper)."""
+    from pipelines import aws
 
-    region = cfg.sagemaker.region or boto3.session.Session().region_name
-    if not region:
-        raise ImageError("No AWS region: set sagemaker.region=<region> or AWS_REGION.")
-    return boto3.Session(region_name=region)
+    return aws.session(cfg.sagemaker.region)
 
 
 # ------------------------------------------------------------------------ recording
@@ -769,8 +767,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             push(cfg, args.allow_dirty, args.record or default_record_path())
     except UserError as err:
-        print(f"error: {err}", file=sys.stderr, flush=True)
-        return 2
+        return report(err)
     return 0
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 import tempfile
 import time
 from collections.abc import Callable, Iterable
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, ProfileNotFound
 from omegaconf import DictConfig
 
 from conf.channel import digest, write_channel
@@ -29,14 +30,38 @@ TERMINAL = {"Succeeded", "Failed", "Stopped"}
 # ----------------------------------------------------------------------------- checks
 
 
+CREDENTIALS_HELP = (
+    "Set AWS_PROFILE to a configured profile (run `aws configure` or `aws sso login`), "
+    "or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY."
+)
+REGION_HELP = (
+    "Set sagemaker.region=<region> (e.g. eu-west-1), or the environment variable AWS_REGION, "
+    "or a region in the profile named by AWS_PROFILE."
+)
+
+
+def session(region_name: str | None = None, profile: str | None = None) -> boto3.Session:
+    """The one boto3 session helper of every command: a region and credentials, or a message.
+
+    The region is ``region_name``, else AWS_REGION / AWS_DEFAULT_REGION / the profile's.
+    """
+    try:
+        probe = boto3.Session(profile_name=profile)
+    except ProfileNotFound as exc:
+        raise ConfigError(f"{exc}. {CREDENTIALS_HELP}") from None
+    name = region_name or os.environ.get("AWS_REGION") or probe.region_name
+    if not name:
+        raise ConfigError(f"No AWS region is set. {REGION_HELP}")
+    if probe.get_credentials() is None:
+        raise ConfigError(f"No AWS credentials found. {CREDENTIALS_HELP}")
+    return boto3.Session(profile_name=profile, region_name=name)
+
+
 def region(cfg: DictConfig) -> str:
     """The AWS region: ``sagemaker.region``, else AWS_REGION / AWS_DEFAULT_REGION / the profile."""
-    name = cfg.sagemaker.region or boto3.Session().region_name
+    name = cfg.sagemaker.region or os.environ.get("AWS_REGION") or boto3.Session().region_name
     if not name:
-        raise ConfigError(
-            "No AWS region is set. Set sagemaker.region=<region> (e.g. eu-west-1), or the "
-            "environment variable AWS_REGION, or a region in the profile named by AWS_PROFILE."
-        )
+        raise ConfigError(f"No AWS region is set. {REGION_HELP}")
     return str(name)
 
 
@@ -74,15 +99,8 @@ def check_tunable(cfg: DictConfig) -> None:
 
 
 def check_credentials(region_name: str) -> boto3.Session:
-    """A boto3 session with credentials, or a message naming the variables to set."""
-    session = boto3.Session(region_name=region_name)
-    if session.get_credentials() is None:
-        raise ConfigError(
-            "No AWS credentials found. Set AWS_PROFILE to a configured profile (run "
-            "`aws configure` or `aws sso login`), or set AWS_ACCESS_KEY_ID and "
-            "AWS_SECRET_ACCESS_KEY."
-        )
-    return session
+    """A boto3 session with credentials in ``region_name``, or a message naming what to set."""
+    return session(region_name)
 
 
 # ------------------------------------------------------------------------ config channel

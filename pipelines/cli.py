@@ -15,7 +15,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from pipelines import aws, sdk
-from steps.errors import ConfigError, UserError, compose_checked
+from steps.errors import ConfigError, UserError, compose_checked, report
 
 DEFAULT_OUT = Path("outputs/pipeline-definition.json")
 
@@ -155,8 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg = compose_checked(args.overrides)
         COMMANDS[args.command](args, cfg)
     except UserError as err:
-        print(f"error: {err}", file=sys.stderr, flush=True)
-        return 2
+        return report(err)
     return 0
 
 

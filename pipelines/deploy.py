@@ -20,7 +20,7 @@ from typing import Any
 from botocore.exceptions import ClientError, WaiterError
 from omegaconf import DictConfig
 
-from steps.errors import ConfigError, UserError, compose_checked
+from steps.errors import ConfigError, UserError, compose_checked, report
 
 SERVERLESS_MEMORY_MB = (1024, 2048, 3072, 4096, 5120, 6144)
 BUSY = ("Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting")
@@ -285,8 +285,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"Waiting for {outcome.endpoint} to be InService ...", flush=True)
             print(f"Endpoint {outcome.endpoint}: {wait(sm, outcome.endpoint, args.timeout)}")
     except UserError as err:
-        print(f"error: {' '.join(str(err).split())}", file=sys.stderr, flush=True)
-        return 2
+        return report(err)
     return 0
 
 

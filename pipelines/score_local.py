@@ -20,7 +20,7 @@ from typing import Any
 
 from pipelines.serve_local import model_tree, resolve
 from steps.contract import CSV_TYPE, JSON_TYPE, PARQUET_TYPE
-from steps.errors import DataError, UserError
+from steps.errors import DataError, UserError, report
 
 SCORES = Path("outputs/scores")
 TYPES = {".csv": CSV_TYPE, ".parquet": PARQUET_TYPE, ".json": JSON_TYPE}
@@ -90,8 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         written = score_file(args.input, args.model, args.out)
     except UserError as err:
-        print(f"error: {' '.join(str(err).split())}", file=sys.stderr, flush=True)
-        return 2
+        return report(err)
     summary = json.loads((written.parent / SUMMARY_FILE).read_text())
     print(
         f"Scored {summary['rows']} policies with {summary['model_name']} "

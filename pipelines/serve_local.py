@@ -27,7 +27,7 @@ from typing import Any
 from container.entrypoint import extract_safely
 from container.paths import MODEL_ARCHIVE
 from steps.contract import CONFIG_FILE, ENTRYPOINT, METRICS_FILE, MODEL_FILE
-from steps.errors import DataError, UserError
+from steps.errors import DataError, UserError, report
 
 RUNS = Path("outputs/runs")
 PIPELINES = Path("outputs/pipelines")
@@ -169,8 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             env = {**os.environ, "OPT_ML_ROOT": str(root)}
             return run_forwarding_signals(command, env)
     except UserError as err:
-        print(f"error: {err}", file=sys.stderr, flush=True)
-        return 2
+        return report(err)
 
 
 if __name__ == "__main__":

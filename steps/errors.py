@@ -1,12 +1,19 @@
-"""Errors a user can fix: they are reported as one paragraph, without a traceback."""
+"""Errors a user can fix: they are reported as one paragraph, without a traceback.
 
-from collections.abc import Sequence
+Every command of the project exits 2 on such an error (``run_command``), 1 on an
+unexpected one, 0 on success.
+"""
+
+import sys
+from collections.abc import Callable, Sequence
 
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from conf import compose
+
+USER_ERROR_EXIT = 2
 
 
 class UserError(Exception):
@@ -39,3 +46,17 @@ def require_complete(cfg: DictConfig) -> None:
     if missing:
         hints = " ".join(f"{key}=..." for key in missing)
         raise ConfigError(f"Missing required config values: {', '.join(missing)}. Set {hints}")
+
+
+def report(err: BaseException) -> int:
+    """The one rule for every command: a user error is one line on stderr and exit code 2."""
+    print(f"error: {' '.join(str(err).split())}", file=sys.stderr, flush=True)
+    return USER_ERROR_EXIT
+
+
+def run_command(command: Callable[[], int | None]) -> int:
+    """Run ``command``; its ``UserError`` ends as ``report`` says; otherwise its exit code (0)."""
+    try:
+        return command() or 0
+    except UserError as err:
+        return report(err)

@@ -79,7 +79,7 @@ def test_a_typo_in_the_stack_file_fails_composition(conf_copy: Path) -> None:
 def test_config_cli_for_a_missing_stack_explains(aws: str, tmp_path: Path) -> None:
     target = tmp_path / "stack.yaml"
     result = _config_cli("--stack-name", "no-such-stack", "--output", str(target))
-    assert result.returncode == 1
+    assert result.returncode == 2  # a problem the user can fix, as in every command
     assert "no-such-stack" in result.stderr and "make deploy-infra" in result.stderr
     assert "Traceback" not in result.stderr
     assert not target.exists()
