@@ -30,6 +30,8 @@ class DataConfig:
     # Column holding the true frequency (synthetic data only): never a feature,
     # used to report the best achievable deviance.
     true_frequency: str | None = None
+    # Largest exposure a row may have (None: no upper bound; freMTPL2freq has rows above 1).
+    max_exposure: float | None = None
 
 
 @dataclass
@@ -50,7 +52,7 @@ class OpenMLDataConfig(DataConfig):
 class FileDataConfig(DataConfig):
     source: str = "file"
     path: str = MISSING  # local path or s3:// URI, .csv or .parquet
-    format: str | None = None  # csv | parquet; None: from the suffix
+    format: str | None = None  # csv | parquet (any case); None: from the suffix
 
 
 # ---------------------------------------------------------------------------- model

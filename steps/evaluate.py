@@ -10,11 +10,13 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig
 
+from steps.checks import check_config
 from steps.contract import CALIBRATION_FILE, LORENZ_FILE, METRICS_FILE
-from steps.io import read_split, staged_outputs, write_json
+from steps.errors import DataError
+from steps.io import staged_outputs, write_json
 from steps.metrics import calibration_table, gini, scores
-from steps.model import exposure
-from steps.train import load_model, report
+from steps.model import FrequencyModel, exposure
+from steps.train import load_model, read_input, report
 
 log = logging.getLogger(__name__)
 REPORTED = ("poisson_deviance", "d2", "gini", "mae", "mse", "baseline_poisson_deviance")
@@ -38,6 +40,17 @@ def split_metrics(
     return out
 
 
+def check_features(model: FrequencyModel, cfg: DictConfig) -> None:
+    """The model must have been trained on the features the config names."""
+    config = (list(cfg.data.categorical), list(cfg.data.numeric))
+    if (model.categorical, model.numeric) != config:
+        raise DataError(
+            f"The model was trained on categorical {model.categorical} and numeric "
+            f"{model.numeric}, but the config names categorical {config[0]} and numeric "
+            f"{config[1]}: evaluate with the data config the model was trained with, or retrain."
+        )
+
+
 def evaluate(
     cfg: DictConfig,
     model_dir: Path,
@@ -45,9 +58,14 @@ def evaluate(
     output_dir: Path,
     validation_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """Score the test split (and validation, if given); write metrics and plots together."""
+    """Score the test split (and validation, if given); write metrics and plots together.
+
+    Undefined metrics (a split too small for them) are written as ``null`` with a warning.
+    """
+    check_config(cfg)
     model = load_model(model_dir)
-    test = read_split(test_dir)
+    check_features(model, cfg)
+    test = read_input(test_dir, cfg, "test")
     predicted = model.predict(test)
     metrics: dict[str, Any] = {
         "model": model.name,
@@ -56,7 +74,7 @@ def evaluate(
         "test": split_metrics(cfg, test, predicted, model.train_mean_frequency),
     }
     if validation_dir is not None:
-        validation = read_split(validation_dir)
+        validation = read_input(validation_dir, cfg, "validation")
         metrics["validation"] = split_metrics(
             cfg, validation, model.predict(validation), model.train_mean_frequency
         )

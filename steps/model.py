@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import warnings
 from dataclasses import dataclass, field
 
@@ -17,6 +18,8 @@ from sklearn.preprocessing import KBinsDiscretizer, OneHotEncoder
 
 from steps.errors import ConfigError
 
+log = logging.getLogger(__name__)
+
 
 def exposure(df: pd.DataFrame, data: DictConfig) -> np.ndarray:
     """Exposure per row; 1 when the data set has no exposure column."""
@@ -30,11 +33,26 @@ def frequency(df: pd.DataFrame, data: DictConfig) -> np.ndarray:
     return df[data.target].to_numpy(float) / exposure(df, data)
 
 
-def features(df: pd.DataFrame, categorical: list[str], numeric: list[str]) -> pd.DataFrame:
-    """The model's input columns: categories as ``category`` dtype, numbers as floats."""
+# The level that stands for every rare (or unseen) category of a grouped column.
+OTHER = "__other__"
+
+
+def features(
+    df: pd.DataFrame,
+    categorical: list[str],
+    numeric: list[str],
+    levels: dict[str, list[str]] | None = None,
+) -> pd.DataFrame:
+    """The model's input columns: categories as ``category`` dtype, numbers as floats.
+
+    For a column in ``levels``, values not among its kept levels become ``OTHER``.
+    """
     out = pd.DataFrame(index=df.index)
     for col in categorical:
-        out[col] = df[col].astype(str).astype("category")
+        values = df[col].astype(str)
+        if levels and col in levels:
+            values = values.where(values.isin(levels[col]), OTHER)
+        out[col] = values.astype("category")
     for col in numeric:
         out[col] = df[col].astype(float)
     return out
@@ -50,10 +68,12 @@ class FrequencyModel:
     numeric: list[str]
     train_mean_frequency: float
     params: dict[str, object] = field(default_factory=dict)
+    # Kept levels of the categorical columns whose rare levels were grouped into OTHER.
+    levels: dict[str, list[str]] = field(default_factory=dict)
 
     def predict(self, df: pd.DataFrame) -> np.ndarray:
         """Predicted claim frequency (claims per unit of exposure)."""
-        x = features(df, self.categorical, self.numeric)
+        x = features(df, self.categorical, self.numeric, self.levels)
         return np.asarray(self.estimator.predict(x), dtype=float)
 
 
@@ -79,7 +99,12 @@ def build_estimator(model: DictConfig, categorical: list[str], numeric: list[str
                 ("categorical", OneHotEncoder(handle_unknown="ignore"), categorical),
                 (
                     "numeric",
-                    KBinsDiscretizer(n_bins=model.n_bins, encode="onehot", strategy="quantile"),
+                    KBinsDiscretizer(
+                        n_bins=model.n_bins,
+                        encode="onehot",
+                        strategy="quantile",
+                        dtype=np.float64,  # explicit: a plain type, safe to save with skops
+                    ),
                     numeric,
                 ),
             ]
@@ -106,7 +131,13 @@ def fit(
     """
     categorical, numeric = list(data.categorical), list(data.numeric)
     estimator = build_estimator(model, categorical, numeric)
-    x, y, w = features(train, categorical, numeric), frequency(train, data), exposure(train, data)
+    levels = (
+        rare_level_groups(train, categorical, int(model.max_bins) - 1)
+        if isinstance(estimator, HistGradientBoostingRegressor)
+        else {}
+    )
+    x, w = features(train, categorical, numeric, levels), exposure(train, data)
+    y = frequency(train, data)
     if isinstance(estimator, HistGradientBoostingRegressor) and model.early_stopping:
         if validation is None:
             raise ConfigError("model.early_stopping=true needs a validation split.")
@@ -114,7 +145,7 @@ def fit(
             x,
             y,
             sample_weight=w,
-            X_val=features(validation, categorical, numeric),
+            X_val=features(validation, categorical, numeric, levels),
             y_val=frequency(validation, data),
             sample_weight_val=exposure(validation, data),
         )
@@ -136,4 +167,29 @@ def fit(
         numeric=numeric,
         train_mean_frequency=float(np.sum(train[data.target]) / np.sum(w)),
         params=params,
+        levels=levels,
     )
+
+
+def rare_level_groups(df: pd.DataFrame, categorical: list[str], keep: int) -> dict[str, list[str]]:
+    """Kept levels of each column with more than ``keep + 1`` levels (the rest: ``OTHER``).
+
+    The most frequent ``keep`` levels stay; a warning names each grouped column.
+    """
+    levels = {}
+    for col in categorical:
+        counts = df[col].astype(str).value_counts()
+        if len(counts) <= keep + 1:
+            continue
+        ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+        levels[col] = sorted(level for level, _ in ranked[:keep])
+        log.warning(
+            "Column '%s' has %d levels and the model takes at most %d: the %d rarest "
+            "are grouped as '%s' (stored with the model, applied when scoring).",
+            col,
+            len(counts),
+            keep + 1,
+            len(counts) - keep,
+            OTHER,
+        )
+    return levels

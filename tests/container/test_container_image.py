@@ -17,6 +17,7 @@ import boto3
 import pytest
 
 from container import image
+from steps.contract import MODEL_FILE
 
 ACCOUNT = "123456789012"  # the local endpoint's default account
 
@@ -165,6 +166,6 @@ def test_run_local_evaluate_tree_holds_a_model_archive(tmp_path: Path) -> None:
     image.prepare_tree(tmp_path, "evaluate", ["data.n_rows=2000", "model=glm_poisson"])
     inputs = tmp_path / "processing" / "input"
     with tarfile.open(inputs / "model" / "model.tar.gz") as tar:
-        assert "model.joblib" in tar.getnames()
+        assert MODEL_FILE in tar.getnames()
     assert (inputs / "test" / "data.parquet").is_file()
     assert (inputs / "config" / "overrides.yaml").is_file()
