@@ -236,7 +236,7 @@ def preflight(argv: Sequence[str], extra_check: Callable[[DictConfig], None] | N
             if len(jobs) == 1:
                 raise
             raise type(err)(f"Job {number} ({' '.join(job)}) of the multirun: {err}") from None
-    check_output_folder(overrides, multirun)
+    check_output_folder(jobs[0], multirun)
 
 
 def check_output_folder(overrides: Sequence[str], multirun: bool) -> None:

@@ -26,14 +26,14 @@ from conf.channel import compose_from_channel
 from conf.secrets import RedactingFilter, check_runtime_overrides, redact
 from steps.checks import check_config, check_memory, check_tuning
 from steps.contract import MODEL_FILE
-from steps.errors import ConfigError, DataError, OutputWriteError, UserError, compose_checked
+from steps.errors import OutputWriteError, UserError, compose_checked
 from steps.evaluate import evaluate
 from steps.io import read_split, staged_outputs, write_json
 from steps.model import OTHER, fit
 from steps.prepare import prepare
 from steps.sources import load
 from steps.synthetic import generate
-from steps.train import load_model, save_model, train
+from steps.train import load_model, train
 from steps.validate import validate
 
 SMALL = "data.n_rows=1500"
@@ -309,9 +309,11 @@ def test_categories_beyond_the_model_limit_are_grouped_and_stored(claims: pd.Dat
 
 def test_unwritable_output_folder(tmp_path: Path) -> None:
     (tmp_path / "a-file").write_text("x")
-    with pytest.raises(OutputWriteError, match="Cannot write the outputs to"):
-        with staged_outputs(tmp_path / "a-file" / "run") as stage:
-            (stage / "x").write_text("x")
+    with (
+        pytest.raises(OutputWriteError, match="Cannot write the outputs to"),
+        staged_outputs(tmp_path / "a-file" / "run") as stage,
+    ):
+        (stage / "x").write_text("x")
 
 
 @pytest.fixture
@@ -329,20 +331,24 @@ def full_disk(tmp_path: Path):
 
 
 def test_full_disk_is_a_user_error(full_disk: Path) -> None:
-    with pytest.raises(OutputWriteError, match="No space left on device"):
-        with staged_outputs(full_disk / "run") as stage:
-            (stage / "big.bin").write_bytes(b"\0" * (1 << 20))
+    with (
+        pytest.raises(OutputWriteError, match="No space left on device"),
+        staged_outputs(full_disk / "run") as stage,
+    ):
+        (stage / "big.bin").write_bytes(b"\0" * (1 << 20))
     assert not list(full_disk.rglob(".staging-*"))
 
 
 @pytest.mark.parametrize(
     ("damage", "expected"),
     [
-        (lambda f: (f / "data.parquet").write_bytes(b"PAR1 not parquet"), "Cannot read the Parquet"),
+        (lambda f: (f / "data.parquet").write_bytes(b"PAR1 junk"), "Cannot read the Parquet"),
         (
-            lambda f: pd.read_parquet(f / "data.parquet")
-            .drop(columns=["Area"])
-            .to_parquet(f / "data.parquet"),
+            lambda f: (
+                pd.read_parquet(f / "data.parquet")
+                .drop(columns=["Area"])
+                .to_parquet(f / "data.parquet")
+            ),
             "The train split in",
         ),
     ],
