@@ -132,7 +132,8 @@ class TuningConfig:
     strategy: str = "Bayesian"  # Bayesian | Random
     max_jobs: int = 12
     max_parallel_jobs: int = 2
-    seed: int = 0
+    # One rule for local and SageMaker tuning: an integer seeds the search, null does not.
+    seed: int | None = 0
     parameters: dict[str, ParameterRange] = field(default_factory=dict)
 
 
@@ -167,7 +168,7 @@ class PipelineConfig:
     # and must not be worse than the constant baseline.
     max_test_deviance: float = 1.0
     approval_status: str = "PendingManualApproval"
-    cache_prepare: bool = True
+    cache_prepare: bool = False
     cache_expire_after: str = "P30D"
     retry_attempts: int = 3
     # Hydra overrides applied by every job on top of the uploaded config.

@@ -26,10 +26,12 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from conf import merge_overrides, to_yaml
+from conf.channel import CONFIG_FILE as CHANNEL_CONFIG
 from conf.channel import OVERRIDES_FILE, compose_from_channel, parse_overrides
+from conf.runtime import StartOverrideError, check_start_overrides
 from container import hyperparameters
 from container.paths import CONFIG_CHANNEL, MODEL_ARCHIVE, OptMl
-from steps.contract import MODEL_FILE, SPLITS
+from steps.contract import MODEL_FILE, SPLITS, UNSET, unset_to_empty
 from steps.errors import ConfigError, DataError, UserError, require_complete
 
 # The step modules (scikit-learn, pandas, matplotlib) are imported by the command
@@ -71,6 +73,17 @@ def compose_job(channel: Path, runtime: Sequence[str]) -> DictConfig:
     return cfg
 
 
+def check_start_time(channel: Path, overrides: Sequence[str]) -> None:
+    """Refuse the user's start-time overrides that the pipeline cannot honour (``conf.runtime``)."""
+    upserted = channel / CHANNEL_CONFIG
+    if not overrides or not upserted.is_file():
+        return
+    try:
+        check_start_overrides(OmegaConf.load(upserted), overrides)
+    except StartOverrideError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def job_config(channel: Path, runtime: Sequence[str]) -> DictConfig:
     """``compose_job``, checked for missing values and logged."""
     cfg = compose_job(channel, runtime)
@@ -91,6 +104,7 @@ def training_overrides(paths: OptMl, cli_overrides: str) -> list[str]:
     """Overrides of a training job: the ``overrides`` hyperparameter, CLI, then tuned keys."""
     text, keyed = hyperparameters.split(hyperparameters.read(paths.hyperparameters))
     runtime = runtime_overrides(text) + runtime_overrides(cli_overrides)
+    check_start_time(paths.channel(CONFIG_CHANNEL), runtime)
     if not keyed:
         return runtime
     base = compose_job(paths.channel(CONFIG_CHANNEL), runtime)
@@ -109,14 +123,12 @@ def write_config(folder: Path, cfg: DictConfig) -> None:
 
 def run_prepare(paths: OptMl, overrides: str) -> None:
     """Processing job: load, validate and split into output/{train,validation,test}."""
-    cfg = job_config(paths.processing_input(CONFIG_CHANNEL), runtime_overrides(overrides))
-    from steps.io import staged_outputs
+    channel, runtime = paths.processing_input(CONFIG_CHANNEL), runtime_overrides(overrides)
+    check_start_time(channel, runtime)
+    cfg = job_config(channel, runtime)
     from steps.prepare import prepare
 
-    with staged_outputs(paths.processing_outputs) as stage:
-        prepare(cfg, stage)
-        for name in SPLITS:
-            write_config(stage / name, cfg)
+    prepare(cfg, paths.processing_outputs, extra_files={CONFIG_FILE: to_yaml(cfg)})
     log.info("Published %s to %s", ", ".join(SPLITS), paths.processing_outputs)
 
 
@@ -139,9 +151,12 @@ def run_evaluate(paths: OptMl, overrides: str) -> None:
     model_input = require_input(paths.processing_input("model"), "processing input 'model'")
     test_dir = require_input(paths.processing_input("test"), "processing input 'test'")
     validation = paths.processing_input("validation")
-    cfg = job_config(paths.processing_input(CONFIG_CHANNEL), runtime_overrides(overrides))
+    channel, runtime = paths.processing_input(CONFIG_CHANNEL), runtime_overrides(overrides)
+    check_start_time(channel, runtime)
+    cfg = job_config(channel, runtime)
     with tempfile.TemporaryDirectory(prefix="model-") as tmp:
         model_dir = unpack_model(model_input, Path(tmp))
+        cfg = with_trained_model(cfg, model_dir)
         from steps.evaluate import evaluate
         from steps.io import staged_outputs, write_json
 
@@ -201,6 +216,25 @@ def unpack_model(model_input: Path, scratch: Path) -> Path:
     return scratch
 
 
+def with_trained_model(cfg: DictConfig, model_dir: Path) -> DictConfig:
+    """``cfg`` with the ``model`` section the model was trained with (tuned values included).
+
+    The training job writes its config beside the model; a tuning job's best
+    model was trained with values the evaluation job's own config does not know.
+    """
+    trained = model_dir / CONFIG_FILE
+    if not trained.is_file():
+        return cfg
+    try:
+        model = OmegaConf.load(trained).model
+    except (OmegaConfBaseException, yaml.YAMLError, AttributeError) as exc:
+        reason = _one_paragraph(exc)
+        raise DataError(f"Cannot read the model's config '{trained}': {reason}") from exc
+    out = cfg.copy()
+    out.model = model
+    return out
+
+
 def model_quality(test: dict[str, float]) -> dict[str, Any]:
     """Test metrics in SageMaker's model-quality statistics format."""
     values = {name: test[name] for name in QUALITY_METRICS if name in test}
@@ -249,12 +283,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--overrides",
         default="",
-        help='Hydra overrides applied after the config channel, e.g. "model=glm_poisson"',
+        help='Hydra overrides applied after the config channel, e.g. "model=glm_poisson"; '
+        f"'{UNSET}': none",
     )
     parser.add_argument(
         "--input-data-uri",
         default="",
-        help="read this CSV/Parquet data set (data=file data.path=URI); empty: configured source",
+        help="read this CSV/Parquet data set (data=file data.path=URI); "
+        f"'{UNSET}' or empty: the configured source",
     )
     return parser.parse_args(argv)
 
@@ -272,7 +308,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parse_args(argv)
         log.info("Running '%s' with /opt/ml at %s", args.command, paths.root)
         data = hyperparameters.input_data_overrides(args.input_data_uri)
-        COMMANDS[args.command](paths, f"{data} {args.overrides}".strip())
+        overrides = unset_to_empty(args.overrides)
+        COMMANDS[args.command](paths, f"{data} {overrides}".strip())
     except UserError as err:
         report_failure(paths, _one_paragraph(err))
         return 2

@@ -2,7 +2,8 @@
 
 SageMaker hands every hyperparameter over as a string. Three kinds of keys:
 
-* ``overrides``: a Hydra override string (``model=glm_poisson model.alpha=0.01``);
+* ``overrides``: a Hydra override string (``model=glm_poisson model.alpha=0.01``;
+  ``none``, empty or missing: no overrides; SageMaker drops empty values);
 * ``input_data_uri``: an S3 data set to train on instead of the configured
   source (``data=file data.path=<uri>``, before the override string);
 * keys starting with ``_`` or ``sagemaker_``: added by SageMaker or the tuner, ignored;
@@ -22,6 +23,8 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.nodes import BooleanNode, FloatNode, IntegerNode
 
+from steps import contract
+from steps.contract import unset_to_empty
 from steps.errors import ConfigError
 
 OVERRIDES_KEY = "overrides"
@@ -60,9 +63,8 @@ def read(path: Path) -> dict[str, str]:
 
 
 def input_data_overrides(uri: str) -> str:
-    """Overrides that read the data set at ``uri`` (an empty URI keeps the configured source)."""
-    uri = uri.strip()
-    return shlex.join(["data=file", f"data.path={uri}"]) if uri else ""
+    """Overrides that read the data set at ``uri`` (``none`` or empty: the configured source)."""
+    return shlex.join(contract.input_data_overrides(uri))
 
 
 def split(hyperparameters: dict[str, str]) -> tuple[str, dict[str, str]]:
@@ -74,7 +76,8 @@ def split(hyperparameters: dict[str, str]) -> tuple[str, dict[str, str]]:
         if k not in special and not k.startswith(PLATFORM_PREFIXES)
     }
     data = input_data_overrides(hyperparameters.get(INPUT_DATA_KEY, ""))
-    return f"{data} {hyperparameters.get(OVERRIDES_KEY, '')}".strip(), keys
+    overrides = unset_to_empty(hyperparameters.get(OVERRIDES_KEY))
+    return f"{data} {overrides}".strip(), keys
 
 
 def typed_override(cfg: DictConfig, key: str, value: str) -> str:

@@ -1,20 +1,18 @@
-"""AWS-side operations of the pipeline commands: checks, sessions, upload, upsert, start, schedule.
+"""AWS-side operations of the pipeline commands: checks, upload, upsert, start, schedule.
 
-Everything here takes a composed config. Checks run before any AWS call, so a
-missing region, credential, role or bucket ends with one message naming what to set.
+Everything here takes a composed config and uses boto3 only (the SageMaker SDK
+is the builder's: ``pipelines.builder`` and ``pipelines.sdk``). Checks run
+before any AWS call, so a missing region, credential, role or bucket ends with
+one message naming what to set.
 """
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import json
-import logging
-import os
 import tempfile
 import time
-import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +23,6 @@ from omegaconf import DictConfig
 from conf.channel import digest, write_channel
 from steps.errors import ConfigError
 
-TELEMETRY_OFF = {
-    "SchemaVersion": "1.0",
-    "SageMaker": {"PythonSDK": {"Modules": {"TelemetryOptOut": True}}},
-}
 TERMINAL = {"Succeeded", "Failed", "Stopped"}
 
 
@@ -69,6 +63,16 @@ def check_config(cfg: DictConfig) -> None:
         )
 
 
+def check_tunable(cfg: DictConfig) -> None:
+    """A tuning pipeline needs a search space: the selected model must have one."""
+    if cfg.pipeline.mode == "tune" and not cfg.tuning.parameters:
+        raise ConfigError(
+            f"pipeline=tune needs parameters to tune, but model '{cfg.model.name}' has none "
+            f"(tuning.parameters is empty). Use pipeline=train with model={cfg.model.name}, or "
+            "tune a model with a search space (e.g. model=hgb_poisson)."
+        )
+
+
 def check_credentials(region_name: str) -> boto3.Session:
     """A boto3 session with credentials, or a message naming the variables to set."""
     session = boto3.Session(region_name=region_name)
@@ -78,70 +82,6 @@ def check_credentials(region_name: str) -> boto3.Session:
             "`aws configure` or `aws sso login`), or set AWS_ACCESS_KEY_ID and "
             "AWS_SECRET_ACCESS_KEY."
         )
-    return session
-
-
-# ---------------------------------------------------------------------------- sessions
-
-
-def sagemaker_env(region_name: str, *, offline: bool = False) -> None:
-    """Prepare the process for importing the SageMaker SDK (region; no role look-ups offline)."""
-    os.environ.setdefault("AWS_DEFAULT_REGION", region_name)
-    if offline:
-        # Role validation calls IAM; an offline definition must make no AWS call.
-        os.environ["SAGEMAKER_VALIDATE_ROLE"] = "false"
-
-
-@contextlib.contextmanager
-def quiet_sdk() -> Iterator[None]:
-    """Keep the SDK's informational logs and warnings out of the command output."""
-    logging.disable(logging.WARNING)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        logging.disable(logging.NOTSET)
-
-
-def validate_sdk_config_once() -> None:
-    """Validate each distinct SDK defaults config once, not on every look-up.
-
-    The SDK checks its defaults config (and the JSON schema itself) on every
-    config look-up, about fifty times per pipeline build at a quarter of a
-    second each; the config never changes within a build.
-    """
-    from sagemaker.core.config.config_manager import SageMakerConfig
-
-    validate = SageMakerConfig.validate_sagemaker_config
-    if getattr(validate, "cached", False):
-        return
-    seen: set[str] = set()
-
-    def validate_once(sagemaker_config: dict | None = None) -> None:
-        key = json.dumps(sagemaker_config, sort_keys=True, default=str)
-        if key not in seen:
-            validate(sagemaker_config)
-            seen.add(key)
-
-    validate_once.cached = True  # type: ignore[attr-defined]
-    SageMakerConfig.validate_sagemaker_config = staticmethod(validate_once)
-
-
-def pipeline_session(cfg: DictConfig, boto_session: boto3.Session) -> Any:
-    """A PipelineSession with telemetry off and the configured bucket as its default."""
-    from sagemaker.core.workflow.pipeline_context import PipelineSession
-
-    validate_sdk_config_once()
-
-    session = PipelineSession(
-        boto_session=boto_session,
-        default_bucket=cfg.sagemaker.bucket,
-        sagemaker_config=TELEMETRY_OFF,
-    )
-    # The SDK checks (and may create) the default bucket on first use; the bucket is
-    # the deployed stack's, so record it as resolved and keep building free of AWS calls.
-    session._default_bucket = cfg.sagemaker.bucket
     return session
 
 
@@ -159,6 +99,27 @@ def write_config_channel(cfg: DictConfig, overrides: list[str], folder: Path) ->
     """Write the channel for ``overrides`` into ``folder``; return its S3 URI."""
     write_channel(folder, overrides)
     return channel_uri(cfg, folder)
+
+
+def download_channel(s3: Any, uri: str, folder: Path) -> int:
+    """Download the config channel at ``uri`` into ``folder``; a clear error if it is gone."""
+    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+    count = 0
+    try:
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                target = folder / item["Key"][len(prefix) :].lstrip("/")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                s3.download_file(bucket, item["Key"], str(target))
+                count += 1
+    except ClientError as err:
+        raise ConfigError(f"Cannot read the pipeline's config channel at {uri}: {err}") from None
+    if not count:
+        raise ConfigError(
+            f"The pipeline's config channel at {uri} is empty or gone: run "
+            "`make upsert-pipeline` again (with the same overrides) to upload it."
+        )
+    return count
 
 
 def upload_channel(s3: Any, folder: Path, uri: str) -> int:
@@ -242,19 +203,35 @@ def parse_params(items: Iterable[str]) -> dict[str, str]:
     return out
 
 
-def start(cfg: DictConfig, sm_client: Any, params: dict[str, str]) -> str:
-    """Start an execution with ``params`` (checked against the deployed definition)."""
-    name = cfg.pipeline.name
-    definition = json.loads(pipeline(cfg, sm_client)["PipelineDefinition"])
-    known = {p["Name"] for p in definition.get("Parameters", [])}
-    unknown = sorted(set(params) - known)
-    if unknown:
-        raise ConfigError(
-            f"Unknown pipeline parameter(s) {', '.join(unknown)}; "
-            f"the pipeline has {', '.join(sorted(known))}."
+def checked_params(
+    cfg: DictConfig,
+    session: boto3.Session,
+    params: dict[str, str],
+    *,
+    allow_any_input: bool = False,
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The deployed pipeline and ``params`` as checked by ``preflight.check_start``.
+
+    The override string is composed against the config channel the pipeline was
+    upserted with (downloaded from S3), so a bad key fails here, not in a job.
+    """
+    from pipelines import preflight
+
+    described = pipeline(cfg, session.client("sagemaker"))
+    definition = json.loads(described["PipelineDefinition"])
+    uri = preflight.config_channel_uri(definition)
+    with temporary_folder() as tmp:
+        download_channel(session.client("s3"), uri, Path(tmp))
+        values = preflight.check_start(
+            definition, params, Path(tmp), allow_any_input=allow_any_input
         )
+    return described, values
+
+
+def start(cfg: DictConfig, sm_client: Any, params: dict[str, str]) -> str:
+    """Start an execution with ``params`` (already checked by ``checked_params``)."""
     response = sm_client.start_pipeline_execution(
-        PipelineName=name,
+        PipelineName=cfg.pipeline.name,
         PipelineParameters=[{"Name": k, "Value": v} for k, v in params.items()],
         PipelineExecutionDescription="Started from the command line",
     )
@@ -298,21 +275,28 @@ def wait(
 # ---------------------------------------------------------------------------- schedule
 
 
-def schedule_target(cfg: DictConfig, pipeline_arn: str) -> dict[str, Any]:
-    """The EventBridge Scheduler target: start the pipeline with the production parameters."""
+def schedule_target(
+    cfg: DictConfig, pipeline_arn: str, params: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """The EventBridge Scheduler target: start the pipeline with the production parameters.
+
+    ``params`` are the checked values (``checked_params``); default: ``schedule.parameters``.
+    """
+    if params is None:
+        params = {str(k): str(v) for k, v in cfg.schedule.parameters.items()}
     return {
         "Arn": pipeline_arn,
         "RoleArn": cfg.schedule.role_arn,
         "SageMakerPipelineParameters": {
-            "PipelineParameterList": [
-                {"Name": str(k), "Value": str(v)} for k, v in cfg.schedule.parameters.items()
-            ]
+            "PipelineParameterList": [{"Name": k, "Value": v} for k, v in params.items()]
         },
         "RetryPolicy": {"MaximumRetryAttempts": 3, "MaximumEventAgeInSeconds": 3600},
     }
 
 
-def put_schedule(cfg: DictConfig, scheduler: Any, pipeline_arn: str) -> str:
+def put_schedule(
+    cfg: DictConfig, scheduler: Any, pipeline_arn: str, params: dict[str, str] | None = None
+) -> str:
     """Create or update the schedule; return ``created`` or ``updated``."""
     sc = cfg.schedule
     request = {
@@ -321,7 +305,7 @@ def put_schedule(cfg: DictConfig, scheduler: Any, pipeline_arn: str) -> str:
         "ScheduleExpressionTimezone": sc.timezone,
         "State": "ENABLED" if sc.enabled else "DISABLED",
         "FlexibleTimeWindow": {"Mode": "OFF"},
-        "Target": schedule_target(cfg, pipeline_arn),
+        "Target": schedule_target(cfg, pipeline_arn, params),
         "Description": f"Retrain pipeline {cfg.pipeline.name}",
     }
     try:

@@ -6,7 +6,7 @@ config tree, ``config_uri``) as input ``config``, and applies the ``HydraOverrid
 parameter on top of it, so a Studio user can switch a group at start time.
 
 Import this module only after a region is set (the SDK creates clients at import);
-``pipelines.aws.sagemaker_env`` does that and switches the SDK's telemetry off.
+``pipelines.sdk.sagemaker_env`` does that and switches the SDK's telemetry off.
 """
 
 from __future__ import annotations
@@ -52,19 +52,27 @@ from sagemaker.train import ModelTrainer
 from sagemaker.train.configs import Compute, InputData, OutputDataConfig, StoppingCondition
 from sagemaker.train.tuner import HyperparameterTuner
 
-from steps.contract import METRIC_NAMES, METRIC_REGEX, METRICS_FILE, SPLITS
+from steps.contract import METRIC_NAMES, METRIC_REGEX, METRICS_FILE, SPLITS, UNSET
 
 # Paths of the container contract.
 PROCESSING = "/opt/ml/processing"
 ENTRYPOINT = ["python", "-m", "container.entrypoint"]
 MODEL_QUALITY_FILE = "model_quality.json"
+# Processing job flag -> the pipeline parameter it carries (see ``job_arguments``).
+JOB_ARGUMENTS = {"--overrides": "HydraOverrides", "--input-data-uri": "InputDataUri"}
+# Training hyperparameter -> the pipeline parameter it carries.
+JOB_HYPERPARAMETERS = {"overrides": "HydraOverrides", "input_data_uri": "InputDataUri"}
 
 
 def parameters(cfg: DictConfig) -> dict[str, ParameterString | ParameterFloat]:
-    """The pipeline parameters a user can set at start, with defaults from ``cfg``."""
+    """The pipeline parameters a user can set at start, with defaults from ``cfg``.
+
+    The service refuses empty parameter values, so "no overrides" and "the
+    configured data source" are the value ``none`` (``steps.contract.UNSET``).
+    """
     sm = cfg.sagemaker
     return {
-        "InputDataUri": ParameterString("InputDataUri", default_value=""),
+        "InputDataUri": ParameterString("InputDataUri", default_value=UNSET),
         "ProcessingInstanceType": ParameterString(
             "ProcessingInstanceType", default_value=sm.processing_instance_type
         ),
@@ -80,9 +88,18 @@ def parameters(cfg: DictConfig) -> dict[str, ParameterString | ParameterFloat]:
             "QualityThreshold", default_value=float(cfg.pipeline.max_test_deviance)
         ),
         "HydraOverrides": ParameterString(
-            "HydraOverrides", default_value=cfg.pipeline.overrides or ""
+            "HydraOverrides", default_value=cfg.pipeline.overrides or UNSET
         ),
     }
+
+
+def job_arguments(params: dict[str, Any]) -> list[Join]:
+    """Processing job arguments: one ``--flag=<value>`` item per parameter.
+
+    The service refuses an empty ContainerArguments item; joined to its flag, a
+    parameter's value can never make one.
+    """
+    return [Join(on="", values=[f"{flag}=", params[name]]) for flag, name in JOB_ARGUMENTS.items()]
 
 
 def metric_definitions() -> list[dict[str, str]]:
@@ -177,7 +194,6 @@ def get_pipeline(cfg: DictConfig, session: PipelineSession, config_uri: str) -> 
     """Assemble the SageMaker Pipeline for ``cfg``; ``config_uri`` is the config channel."""
     sm = cfg.sagemaker
     params = parameters(cfg)
-    overrides = params["HydraOverrides"]
     run_root = Join(
         on="/",
         values=[f"s3://{sm.bucket}", sm.prefix, "runs", ExecutionVariables.PIPELINE_EXECUTION_ID],
@@ -216,7 +232,7 @@ def get_pipeline(cfg: DictConfig, session: PipelineSession, config_uri: str) -> 
             _s3_output(split, run_uri("data", split), f"{PROCESSING}/output/{split}")
             for split in SPLITS
         ],
-        arguments=["--overrides", overrides, "--input-data-uri", params["InputDataUri"]],
+        arguments=job_arguments(params),
     )
     prepare = ProcessingStep(
         name="Prepare",
@@ -248,7 +264,7 @@ def get_pipeline(cfg: DictConfig, session: PipelineSession, config_uri: str) -> 
         output_data_config=OutputDataConfig(
             s3_output_path=run_uri("model"), kms_key_id=sm.kms_key_id
         ),
-        hyperparameters={"overrides": overrides, "input_data_uri": params["InputDataUri"]},
+        hyperparameters={key: params[name] for key, name in JOB_HYPERPARAMETERS.items()},
         tags=[Tag(key=t["Key"], value=t["Value"]) for t in tags(cfg)],
     ).with_metric_definitions(
         [MetricDefinition(name=m["Name"], regex=m["Regex"]) for m in metric_definitions()]
@@ -269,12 +285,16 @@ def get_pipeline(cfg: DictConfig, session: PipelineSession, config_uri: str) -> 
             strategy=tuning.strategy,
             max_jobs=int(tuning.max_jobs),
             max_parallel_jobs=int(tuning.max_parallel_jobs),
-            random_seed=int(tuning.seed) or None,
+            random_seed=None if tuning.seed is None else int(tuning.seed),
             base_tuning_job_name=f"{cfg.pipeline.name}-tune"[:32],
             tags=tags(cfg),
         )
-        fit = TuningStep(
-            name="Tune", step_args=tuner.tune(inputs=channels), retry_policies=_retry_policies(cfg)
+        fit = _TuningStep(
+            name="Tune",
+            step_args=tuner.tune(inputs=channels),
+            retry_policies=_retry_policies(cfg),
+            volume_kms_key_id=sm.kms_key_id,
+            random_seed=tuning.seed,
         )
         # The best training job's model; training jobs write under the trainer's output path.
         model_uri: Any = fit.get_top_model_s3_uri(
@@ -301,7 +321,7 @@ def get_pipeline(cfg: DictConfig, session: PipelineSession, config_uri: str) -> 
             _s3_input("validation", split_uri["validation"], f"{PROCESSING}/input/validation"),
         ],
         outputs=[_s3_output("evaluation", evaluation_uri, f"{PROCESSING}/output/evaluation")],
-        arguments=["--overrides", overrides, "--input-data-uri", params["InputDataUri"]],
+        arguments=job_arguments(params),
     )
     evaluate = ProcessingStep(
         name="Evaluate",
@@ -374,4 +394,41 @@ def get_pipeline(cfg: DictConfig, session: PipelineSession, config_uri: str) -> 
         parameters=list(params.values()),
         steps=[prepare, fit, evaluate, gate],
         sagemaker_session=session,
+        # Off on purpose: the execution role has no SageMaker Experiments permissions,
+        # and the project records runs in the execution and the model registry.
+        pipeline_experiment_config=None,
     )
+
+
+class _TuningStep(TuningStep):
+    """A TuningStep that keeps two settings the SDK's tuner drops from its request.
+
+    * the trainer's ``volume_kms_key_id`` (ResourceConfig.VolumeKmsKeyId), so
+      tuning jobs encrypt their volumes like the Train step's;
+    * a random seed of 0, which the SDK treats as "no seed" (``tuning.seed``:
+      an integer seeds the search, null does not, locally and on SageMaker).
+    """
+
+    def __init__(
+        self,
+        *args: Any,
+        volume_kms_key_id: str | None = None,
+        random_seed: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self._volume_kms_key_id = volume_kms_key_id
+        self._random_seed = random_seed
+
+    @property
+    def arguments(self) -> dict[str, Any]:
+        request = super().arguments
+        if self._volume_kms_key_id:
+            resources = request["TrainingJobDefinition"]["ResourceConfig"]
+            resources["VolumeKmsKeyId"] = self._volume_kms_key_id
+        config = request["HyperParameterTuningJobConfig"]
+        if self._random_seed is None:
+            config.pop("RandomSeed", None)
+        else:
+            config["RandomSeed"] = int(self._random_seed)
+        return request

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from pipelines import aws
+from pipelines import aws, sdk
 from steps.errors import ConfigError, UserError, compose_checked
 
 DEFAULT_OUT = Path("outputs/pipeline-definition.json")
@@ -34,7 +34,18 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("overrides", nargs="*", help=overrides_help)
 
     p = sub.add_parser("start", help="start an execution")
-    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="repeatable")
+    p.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="repeatable; an empty HydraOverrides or InputDataUri clears it (sent as 'none')",
+    )
+    p.add_argument(
+        "--allow-any-input",
+        action="store_true",
+        help="accept an InputDataUri outside the project's S3 prefix (the role must read it)",
+    )
     p.add_argument("--wait", action="store_true", help="print step status until it ends")
     p.add_argument("--poll", type=float, default=30.0, help="seconds between polls (--wait)")
     p.add_argument("--timeout", type=float, default=6 * 3600, help="seconds to wait at most")
@@ -43,7 +54,14 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p = sub.add_parser("schedule", help="create or update the retraining schedule")
     p.add_argument("--remove", action="store_true", help="delete the schedule")
     p.add_argument("overrides", nargs="*", help=overrides_help)
-    return parser.parse_args(argv)
+    # Flags may come before or after the overrides: known flags are taken
+    # wherever they are, and the rest are the overrides.
+    args, rest = parser.parse_known_args(argv)
+    unknown = [item for item in rest if item.startswith("-")]
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    args.overrides = [*args.overrides, *rest]
+    return args
 
 
 def build_definition(
@@ -55,12 +73,12 @@ def build_definition(
     """
     import boto3
 
-    aws.sagemaker_env(region_name, offline=True)
+    sdk.sagemaker_env(region_name, offline=True)
     from pipelines.builder import get_pipeline
 
     uri = aws.write_config_channel(cfg, list(overrides), folder)
-    with aws.quiet_sdk():
-        session = aws.pipeline_session(cfg, boto3.Session(region_name=region_name))
+    with sdk.quiet_sdk():
+        session = sdk.pipeline_session(cfg, boto3.Session(region_name=region_name))
         return get_pipeline(cfg, session, uri).definition(), uri
 
 
@@ -69,6 +87,7 @@ def cmd_definition(args: argparse.Namespace, cfg: DictConfig) -> None:
     if out.exists() and not args.force:
         raise UserError(f"{out} exists: pass --force to overwrite it, or choose --out.")
     aws.check_config(cfg)
+    aws.check_tunable(cfg)
     region_name = aws.region(cfg)
     with aws.temporary_folder() as tmp:
         definition, uri = build_definition(cfg, args.overrides, Path(tmp), region_name)
@@ -79,6 +98,7 @@ def cmd_definition(args: argparse.Namespace, cfg: DictConfig) -> None:
 
 def cmd_upsert(args: argparse.Namespace, cfg: DictConfig) -> None:
     aws.check_config(cfg)
+    aws.check_tunable(cfg)
     region_name = aws.region(cfg)
     session = aws.check_credentials(region_name)
     with aws.temporary_folder() as tmp:
@@ -93,7 +113,8 @@ def cmd_start(args: argparse.Namespace, cfg: DictConfig) -> None:
     params = aws.parse_params(args.param)
     session = aws.check_credentials(aws.region(cfg))
     client = session.client("sagemaker")
-    arn = aws.start(cfg, client, params)
+    _, values = aws.checked_params(cfg, session, params, allow_any_input=args.allow_any_input)
+    arn = aws.start(cfg, client, values)
     print(f"Execution: {arn}")
     if args.wait:
         status = aws.wait(client, arn, poll_seconds=args.poll, timeout_seconds=args.timeout)
@@ -112,8 +133,11 @@ def cmd_schedule(args: argparse.Namespace, cfg: DictConfig) -> None:
         raise ConfigError(
             "Set schedule.role_arn (the role EventBridge Scheduler assumes to start the pipeline)."
         )
-    arn = aws.pipeline(cfg, session.client("sagemaker"))["PipelineArn"]
-    action = aws.put_schedule(cfg, scheduler, arn)
+    # The schedule starts the pipeline with these values unattended: check them now.
+    params = {str(k): str(v) for k, v in cfg.schedule.parameters.items()}
+    described, values = aws.checked_params(cfg, session, params)
+    arn = described["PipelineArn"]
+    action = aws.put_schedule(cfg, scheduler, arn, values)
     print(f"Schedule {cfg.schedule.name} {action}: {cfg.schedule.expression} -> {arn}")
 
 

@@ -6,6 +6,11 @@ entrypoint can use the same names without loading pandas or scikit-learn.
 
 from __future__ import annotations
 
+# The value of a pipeline parameter (and so of a job argument or hyperparameter)
+# that means "not set": SageMaker refuses empty container arguments and empty
+# parameter values, so "no overrides" and "the configured data source" travel as this.
+UNSET = "none"
+
 SPLITS = ("train", "validation", "test")
 SPLIT_FILE = "data.parquet"
 MODEL_FILE = "model.skops"
@@ -28,3 +33,18 @@ METRIC_NAMES = tuple(
 def metric_line(split: str, name: str, value: float) -> str:
     """One metric in the fixed form SageMaker metric definitions scrape."""
     return f"{split}:{name}={value:.6f}"
+
+
+def unset_to_empty(value: str | None) -> str:
+    """A job argument as the job uses it: ``UNSET`` (or nothing) is the empty string."""
+    text = (value or "").strip()
+    return "" if text == UNSET else text
+
+
+def input_data_overrides(uri: str) -> list[str]:
+    """The overrides a job applies for its ``InputDataUri`` (``none`` or empty: none).
+
+    A data set given at start is read as a file source: ``data=file data.path=<uri>``.
+    """
+    uri = unset_to_empty(uri)
+    return ["data=file", f"data.path={uri}"] if uri else []

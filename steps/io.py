@@ -9,7 +9,7 @@ import math
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,9 @@ from steps.errors import DataError, OutputExistsError, OutputWriteError
 
 log = logging.getLogger(__name__)
 
+# Hidden folders a step writes into before it publishes (never part of an output).
+STAGING_PREFIX = ".staging-"
+
 
 @contextmanager
 def staged_outputs(target: Path) -> Iterator[Path]:
@@ -31,36 +34,57 @@ def staged_outputs(target: Path) -> Iterator[Path]:
     If the block raises, nothing is published. An existing file is never
     overwritten: that raises ``OutputExistsError`` before anything moves.
     """
-    target = Path(target)
+    with staged_folders({"": Path(target)}) as stages:
+        yield stages[""]
+
+
+@contextmanager
+def staged_folders(targets: Mapping[str, Path]) -> Iterator[dict[str, Path]]:
+    """Yield a staging folder inside each target folder; publish them all only on success.
+
+    Each target is staged in a hidden folder of its own, so publishing is a
+    rename within that folder and never crosses folders: a job's declared
+    output folders may each be a separate mount, where a rename from one to
+    another fails. Every target is checked for clashes before any file moves;
+    if the block raises, nothing is published and the staging folders go.
+    A folder that cannot be written (read-only, no permission, disk full) raises
+    ``OutputWriteError``.
+    """
+    stages: dict[str, Path] = {}
     try:
-        target.mkdir(parents=True, exist_ok=True)
-        stage = Path(tempfile.mkdtemp(prefix=".staging-", dir=target))
-    except OSError as exc:
-        raise unwritable(target, exc) from None
-    try:
+        for name, target in targets.items():
+            target = Path(target)
+            try:
+                target.mkdir(parents=True, exist_ok=True)
+                stages[name] = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=target))
+            except OSError as exc:
+                raise unwritable(target, exc) from None
         try:
-            yield stage
+            yield dict(stages)
         except OSError as exc:
             if exc.errno in WRITE_ERRNOS or "No space left" in str(exc):
-                raise unwritable(target, exc) from None
+                raise unwritable(Path(next(iter(targets.values()))), exc) from None
             raise
-        files = sorted(p for p in stage.rglob("*") if p.is_file())
-        clashes = [target / p.relative_to(stage) for p in files]
-        clashes = [str(p) for p in clashes if p.exists()]
+        moves = [
+            (path, Path(targets[name]) / path.relative_to(stage))
+            for name, stage in stages.items()
+            for path in sorted(p for p in stage.rglob("*") if p.is_file())
+        ]
+        clashes = [str(dest) for _, dest in moves if dest.exists()]
         if clashes:
             raise OutputExistsError(
                 f"Refusing to overwrite earlier results: {', '.join(clashes)}. "
                 "Write to a new output folder."
             )
-        try:
-            for path in files:
-                dest = target / path.relative_to(stage)
+        for path, dest in moves:
+            try:
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(path, dest)
-        except OSError as exc:
-            raise unwritable(target, exc) from None
+            except OSError as exc:
+                raise unwritable(dest.parent, exc) from None
     finally:
-        shutil.rmtree(stage, ignore_errors=True)
+        for stage in stages.values():
+            shutil.rmtree(stage, ignore_errors=True)
 
 
 # Errors that mean "this folder cannot take the outputs": the user can fix them.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 
 import pandas as pd
@@ -12,7 +13,7 @@ from sklearn.model_selection import train_test_split
 from steps.checks import check_config, check_memory
 from steps.contract import SPLIT_FILE, SPLITS
 from steps.errors import ConfigError, DataError
-from steps.io import staged_outputs
+from steps.io import staged_folders
 from steps.sources import load
 from steps.validate import validate
 
@@ -65,10 +66,14 @@ def columns(cfg: DictConfig) -> list[str]:
     return list(dict.fromkeys(c for c in keep if c))
 
 
-def prepare(cfg: DictConfig, output_dir: Path) -> dict[str, Path]:
+def prepare(
+    cfg: DictConfig, output_dir: Path, extra_files: Mapping[str, str] | None = None
+) -> dict[str, Path]:
     """Write ``<output_dir>/<split>/data.parquet`` for train, validation and test.
 
-    Nothing is written unless the config and the data pass validation.
+    ``extra_files`` (name -> text, e.g. the resolved config) go beside each
+    split's data. Nothing is written unless the config and the data pass validation;
+    each split folder is staged and published within itself (see ``staged_folders``).
     """
     check_config(cfg)
     if cfg.data.source == "synthetic":
@@ -77,10 +82,11 @@ def prepare(cfg: DictConfig, output_dir: Path) -> dict[str, Path]:
     clean = validate(raw, cfg.data)[columns(cfg)]
     parts = split(clean, cfg)
     output_dir = Path(output_dir)
-    with staged_outputs(output_dir) as stage:
-        for name in SPLITS:
-            (stage / name).mkdir()
-            parts[name].to_parquet(stage / name / SPLIT_FILE, index=False)
+    with staged_folders({name: output_dir / name for name in SPLITS}) as stages:
+        for name, stage in stages.items():
+            parts[name].to_parquet(stage / SPLIT_FILE, index=False)
+            for file_name, text in (extra_files or {}).items():
+                (stage / file_name).write_text(text)
     sizes = ", ".join(f"{name}={len(parts[name])}" for name in SPLITS)
     log.info("Prepared %d rows of '%s': %s", len(clean), cfg.data.name, sizes)
     return {name: output_dir / name for name in SPLITS}

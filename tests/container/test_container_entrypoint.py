@@ -29,8 +29,11 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 SMALL = "data.n_rows=3000"
 # What the pipeline would upload at upsert: a config channel with its overrides.
 CHANNEL_OVERRIDES = ["model.learning_rate=0.2", "evaluation.calibration_bins=10"]
+# The processing job arguments as the pipeline definition passes them.
+PROCESSING_ARGS = (f"--overrides={SMALL}", "--input-data-uri=none")
 TUNING_HYPERPARAMETERS = {
     "overrides": json.dumps(SMALL),  # the SDK may JSON-encode string values
+    "input_data_uri": "none",
     "model.max_leaf_nodes": "16",
     "_tuning_objective_metric": "validation:poisson_deviance",
     "sagemaker_container_log_level": "20",
@@ -90,7 +93,7 @@ def channel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def prepare_job(tmp_path_factory: pytest.TempPathFactory, channel: Path) -> Job:
     root = tmp_path_factory.mktemp("prepare") / "opt-ml"
     copy_tree(channel, root / "processing" / "input" / "config")
-    return run_job(root, "prepare", "--overrides", SMALL)
+    return run_job(root, "prepare", *PROCESSING_ARGS)
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +125,7 @@ def evaluate_job(
     with tarfile.open(inputs / "model" / "model.tar.gz", "w:gz") as tar:
         for path in sorted((train_job.root / "model").iterdir()):
             tar.add(path, arcname=path.name)
-    return run_job(root, "evaluate", "--overrides", SMALL)
+    return run_job(root, "evaluate", *PROCESSING_ARGS)
 
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -225,7 +228,9 @@ def test_evaluation_job_writes_metrics_plots_and_model_quality(evaluate_job: Job
     }
     assert quality["mae"]["value"] == pytest.approx(metrics["test"]["mae"])
     cfg = load_yaml(out / "config.yaml")
-    assert cfg["model"]["max_leaf_nodes"] == 31  # evaluate runs with its own overrides only
+    # The model section is the one the model was trained with (the tuned value),
+    # not the evaluation job's own default.
+    assert cfg["model"]["max_leaf_nodes"] == 16
     assert cfg["evaluation"]["calibration_bins"] == 10
 
 

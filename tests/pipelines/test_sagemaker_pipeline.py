@@ -159,14 +159,14 @@ def test_train_pipeline_wiring(train_def) -> None:
         "python", "-m", "container.entrypoint", "prepare",
     ]  # fmt: skip
     assert prepare["AppSpecification"]["ContainerArguments"] == [
-        "--overrides", {"Get": "Parameters.HydraOverrides"},
-        "--input-data-uri", {"Get": "Parameters.InputDataUri"},
-    ]  # fmt: skip
+        {"Std:Join": {"On": "", "Values": [f"--{flag}=", {"Get": f"Parameters.{name}"}]}}
+        for flag, name in (("overrides", "HydraOverrides"), ("input-data-uri", "InputDataUri"))
+    ]
     outputs = {o["OutputName"]: o["S3Output"] for o in prepare["ProcessingOutputConfig"]["Outputs"]}
     assert {k: v["LocalPath"] for k, v in outputs.items()} == {
         s: f"/opt/ml/processing/output/{s}" for s in ("train", "validation", "test")
     }
-    assert by_name["Prepare"]["CacheConfig"] == {"Enabled": True, "ExpireAfter": "P30D"}
+    assert by_name["Prepare"]["CacheConfig"] == {"Enabled": False, "ExpireAfter": "P30D"}
 
     train = by_name["Train"]["Arguments"]
     channels = channel_uris(train["InputDataConfig"])
@@ -222,12 +222,12 @@ def test_train_pipeline_wiring(train_def) -> None:
 def test_parameters_have_configured_defaults(train_def) -> None:
     params = {p["Name"]: p.get("DefaultValue") for p in train_def[0]["Parameters"]}
     assert params == {
-        "InputDataUri": "",
+        "InputDataUri": "none",
         "ProcessingInstanceType": "ml.m5.xlarge",
         "TrainingInstanceType": "ml.m5.xlarge",
         "ModelApprovalStatus": "PendingManualApproval",
         "QualityThreshold": 1.0,
-        "HydraOverrides": "",
+        "HydraOverrides": "none",
     }
 
 
@@ -320,22 +320,26 @@ def test_missing_region_and_credentials_are_named(monkeypatch, capsys) -> None:
     assert "AWS_PROFILE" in capsys.readouterr().err
 
 
-def test_upsert_start_schedule_on_local_endpoint(aws: str, capsys: pytest.CaptureFixture) -> None:
-    s3 = boto3.client("s3", region_name=REGION)
-    s3.create_bucket(Bucket="claim-frequency-data")
-    sm = boto3.client("sagemaker", region_name=REGION)
-
+@pytest.fixture
+def deployed(aws: str, capsys: pytest.CaptureFixture) -> dict[str, str]:
+    """The default pipeline upserted into a fresh local endpoint; its ARN and upsert output."""
+    boto3.client("s3", region_name=REGION).create_bucket(Bucket="claim-frequency-data")
     assert cli.main(["upsert", *BASE]) == 0
-    first = capsys.readouterr().out
-    assert "new pipeline" in first
+    sm = boto3.client("sagemaker", region_name=REGION)
     arn = sm.describe_pipeline(PipelineName="claim-frequency")["PipelineArn"]
-    assert arn in first
+    return {"arn": arn, "out": capsys.readouterr().out}
 
+
+def test_upsert_uploads_the_config_then_updates_in_place(
+    deployed: dict[str, str], capsys: pytest.CaptureFixture
+) -> None:
+    assert "new pipeline" in deployed["out"] and deployed["arn"] in deployed["out"]
+    s3 = boto3.client("s3", region_name=REGION)
+    sm = boto3.client("sagemaker", region_name=REGION)
     # The uploaded config is the composed config of the same overrides.
-    deployed = json.loads(
-        sm.describe_pipeline(PipelineName="claim-frequency")["PipelineDefinition"]
-    )
-    config_uri = inputs(steps(deployed)["Prepare"])["config"]["S3Uri"]
+    described = sm.describe_pipeline(PipelineName="claim-frequency")
+    definition = json.loads(described["PipelineDefinition"])
+    config_uri = inputs(steps(definition)["Prepare"])["config"]["S3Uri"]
     bucket, _, prefix = config_uri.removeprefix("s3://").partition("/")
     body = s3.get_object(Bucket=bucket, Key=prefix + CONFIG_FILE)["Body"].read().decode()
     assert body == to_yaml(compose(BASE))
@@ -343,40 +347,75 @@ def test_upsert_start_schedule_on_local_endpoint(aws: str, capsys: pytest.Captur
     # A second upsert with another model updates the same pipeline in place.
     assert cli.main(["upsert", *BASE, "model=glm_poisson"]) == 0
     second = capsys.readouterr().out
-    assert arn in second and "-" in second and "+" in second and "no changes" not in second
+    assert deployed["arn"] in second and "-" in second and "+" in second
+    assert "no changes" not in second
     assert len(sm.list_pipelines()["PipelineSummaries"]) == 1
     updated = json.loads(sm.describe_pipeline(PipelineName="claim-frequency")["PipelineDefinition"])
     assert inputs(steps(updated)["Prepare"])["config"]["S3Uri"] != config_uri
 
-    # Start with a HydraOverrides parameter; the execution records it.
-    assert cli.main(["start", "--param", "HydraOverrides=model.alpha=0.01", *BASE]) == 0
-    execution = sm.list_pipeline_executions(PipelineName="claim-frequency")[
+
+def _executions() -> list[list[dict[str, str]]]:
+    """The parameters of every execution started so far, oldest first."""
+    sm = boto3.client("sagemaker", region_name=REGION)
+    summaries = sm.list_pipeline_executions(PipelineName="claim-frequency")[
         "PipelineExecutionSummaries"
     ]
-    assert len(execution) == 1
-    params = sm.list_pipeline_parameters_for_execution(
-        PipelineExecutionArn=execution[0]["PipelineExecutionArn"]
-    )["PipelineParameters"]
-    assert {"Name": "HydraOverrides", "Value": "model.alpha=0.01"} in params
-    assert cli.main(["start", "--param", "Nope=1", *BASE]) == 2
-    assert "Nope" in capsys.readouterr().err
+    return [
+        sm.list_pipeline_parameters_for_execution(PipelineExecutionArn=s["PipelineExecutionArn"])[
+            "PipelineParameters"
+        ]
+        for s in sorted(summaries, key=lambda s: s["StartTime"])
+    ]
 
-    # The schedule starts the pipeline with the production parameters.
+
+def test_start_sends_only_checked_values(
+    deployed: dict[str, str], capsys: pytest.CaptureFixture
+) -> None:
+    assert cli.main(["start", "--param", "HydraOverrides=model.max_leaf_nodes=64", *BASE]) == 0
+    assert {"Name": "HydraOverrides", "Value": "model.max_leaf_nodes=64"} in _executions()[0]
+    # An empty value clears the parameter: the service would refuse "", so "none" is sent.
+    assert cli.main(["start", "--param", "HydraOverrides=", *BASE]) == 0
+    assert {"Name": "HydraOverrides", "Value": "none"} in _executions()[-1]
+    capsys.readouterr()
+
+    refused = {
+        "HydraOverrides=model.max_leaf_nodez=3": "max_leaf_nodez",
+        "InputDataUri=s3://elsewhere/claims.csv": "s3://claim-frequency-data/claim-frequency/",
+        "HydraOverrides=sagemaker.bucket=x": "read only when the pipeline is built",
+        "Nope=1": "Nope",
+    }
+    for param, named in refused.items():
+        assert cli.main(["start", "--param", param, *BASE]) == 2, param
+        err = capsys.readouterr().err
+        assert named in err and "Traceback" not in err, err
+    assert len(_executions()) == 2  # nothing refused was started
+
+
+def test_start_without_a_deployed_pipeline_says_upsert(aws: str, capsys) -> None:
+    assert cli.main(["start", *BASE]) == 2
+    assert "make upsert-pipeline" in capsys.readouterr().err
+
+
+def test_schedule_create_update_remove(deployed: dict[str, str], capsys) -> None:
     sched_role = "arn:aws:iam::123456789012:role/claim-frequency-scheduler"
     assert cli.main(["schedule", *BASE, f"schedule.role_arn={sched_role}"]) == 0
     scheduler = boto3.client("scheduler", region_name=REGION)
     schedule = scheduler.get_schedule(Name="claim-frequency-retrain")
-    assert schedule["ScheduleExpression"] == "cron(0 3 ? * MON *)"
-    assert schedule["Target"]["Arn"] == arn
+    assert schedule["ScheduleExpression"] == compose(BASE).schedule.expression
+    assert schedule["Target"]["Arn"] == deployed["arn"]
     assert schedule["Target"]["RoleArn"] == sched_role
     assert schedule["Target"]["SageMakerPipelineParameters"]["PipelineParameterList"] == [
-        {"Name": "ModelApprovalStatus", "Value": "PendingManualApproval"}
+        {"Name": str(k), "Value": str(v)} for k, v in compose(BASE).schedule.parameters.items()
     ]
     assert cli.main(["schedule", *BASE, f"schedule.role_arn={sched_role}"]) == 0
     assert "updated" in capsys.readouterr().out
+    # Values the service would refuse never reach the schedule.
+    bad = [*BASE, f"schedule.role_arn={sched_role}", "+schedule.parameters.HydraOverrides=x=1"]
+    assert cli.main(["schedule", *bad]) == 2
+    assert "HydraOverrides" in capsys.readouterr().err
     assert cli.main(["schedule", "--remove", *BASE]) == 0
     assert "removed" in capsys.readouterr().out
-    assert boto3.client("scheduler", region_name=REGION).list_schedules()["Schedules"] == []
+    assert scheduler.list_schedules()["Schedules"] == []
 
 
 def test_definition_diff() -> None:

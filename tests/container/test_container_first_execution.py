@@ -1,0 +1,153 @@
+"""The job side of a first real execution: arguments as the definition sends them,
+output folders that are separate mounts, and start-time overrides a job must refuse.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conf.channel import write_channel
+from container import entrypoint, hyperparameters
+from container.paths import OptMl
+from steps.contract import SPLIT_FILE, SPLITS, UNSET
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+# ------------------------------------------------------------------ unset values
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},  # the service drops hyperparameters whose value is empty
+        {"overrides": "", "input_data_uri": ""},
+        {"overrides": UNSET, "input_data_uri": UNSET},
+        {"overrides": '"none"', "input_data_uri": '"none"'},  # JSON-encoded by the SDK
+    ],
+    ids=["missing", "empty", "unset", "json-unset"],
+)
+def test_unset_hyperparameters_mean_no_overrides(params: dict[str, str]) -> None:
+    decoded = {k: hyperparameters.decode(v) for k, v in params.items()}
+    assert hyperparameters.split(decoded) == ("", {})
+
+
+def test_input_data_uri_hyperparameter_reads_that_file() -> None:
+    text, keyed = hyperparameters.split({"input_data_uri": "s3://b/p/claims.csv"})
+    assert text == "data=file data.path=s3://b/p/claims.csv" and keyed == {}
+
+
+# ------------------------------------------------- start-time overrides in the jobs
+
+
+@pytest.fixture(scope="module")
+def tune_channel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("tune") / "config"
+    write_channel(folder, ["pipeline=tune"])
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("overrides", "phrase"),
+    [
+        ("model=glm_poisson", "cannot switch models"),
+        ("model.learning_rate=0.05", "sets model.learning_rate itself"),
+        ("tuning.max_jobs=2", "read only when the pipeline is built"),
+    ],
+)
+def test_first_job_of_a_tuning_pipeline_refuses_what_tuning_cannot_honour(
+    tmp_path: Path,
+    tune_channel: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    overrides: str,
+    phrase: str,
+) -> None:
+    paths = OptMl(tmp_path / "opt-ml")
+    (paths.processing_input("config")).parent.mkdir(parents=True)
+    os.symlink(tune_channel, paths.processing_input("config"))
+    monkeypatch.setenv("OPT_ML_ROOT", str(paths.root))
+    code = entrypoint.main(["prepare", f"--overrides={overrides}", f"--input-data-uri={UNSET}"])
+    assert code == 2
+    reason = paths.failure.read_text()
+    assert phrase in reason and "upsert" in reason.lower()
+    assert paths.message.read_text() == reason
+    assert not paths.processing_outputs.exists() or not any(paths.processing_outputs.iterdir())
+
+
+# ---------------------------------------- output folders that are separate mounts
+
+
+def _mount_namespaces_work() -> bool:
+    if os.geteuid() != 0:
+        return False
+    probe = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "true"],
+        capture_output=True,
+        check=False,
+    )
+    return probe.returncode == 0
+
+
+SEPARATE_MOUNTS = """
+set -u
+out="$OPT_ML_ROOT/processing/output"
+for split in train validation test; do
+  mkdir -p "$out/$split" && mount -t tmpfs -o size=64m tmpfs "$out/$split" || exit 90
+done
+# Control: the folders really are separate filesystems.
+"$PYTHON" -c "
+import errno, os, sys
+open(sys.argv[1], 'w').close()
+try:
+    os.rename(sys.argv[1], sys.argv[2])
+except OSError as exc:
+    print('rename across outputs:', errno.errorcode[exc.errno])
+os.remove(sys.argv[1])
+" "$out/train/probe" "$out/validation/probe"
+"$PYTHON" -m container.entrypoint prepare "$@"
+code=$?
+mkdir -p "$PUBLISHED"
+for split in train validation test; do cp -a "$out/$split" "$PUBLISHED/$split"; done
+exit $code
+"""
+
+
+@pytest.mark.skipif(
+    not _mount_namespaces_work(),
+    reason="needs root and unshare(1) to give each output folder its own tmpfs",
+)
+def test_prepare_publishes_when_each_output_folder_is_its_own_filesystem(tmp_path: Path) -> None:
+    """As in SageMaker's local mode: a rename from one declared folder to another fails."""
+    root, published = tmp_path / "opt-ml", tmp_path / "published"
+    root.mkdir()
+    env = {
+        **os.environ,
+        "OPT_ML_ROOT": str(root),
+        "PYTHON": sys.executable,
+        "PUBLISHED": str(published),
+    }
+    namespace = ["unshare", "--mount", "--propagation", "private"]
+    job_args = ["--overrides=data.n_rows=2000", f"--input-data-uri={UNSET}"]
+    result = subprocess.run(
+        [*namespace, "sh", "-c", SEPARATE_MOUNTS, "sh", *job_args],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert "rename across outputs: EXDEV" in result.stdout, result.stdout + result.stderr
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = 0
+    for split in SPLITS:
+        names = sorted(p.name for p in (published / split).iterdir())
+        assert names == ["config.yaml", SPLIT_FILE], names  # no staging folder left behind
+        rows += len(pd.read_parquet(published / split / SPLIT_FILE))
+    assert rows == 2000
