@@ -3,7 +3,9 @@
 Prints, from one run:
 - wall time of ``make local-run`` on the default data against a plain
   scikit-learn script doing the same load, fit, predict and plot (runs
-  alternate so both see the same machine load); the ratio must be <= 1.5;
+  alternate so both see the same machine load); the ratio must be <= 1.3.
+  Both sides run in the environment `make` installs, with precompiled
+  bytecode, so neither pays for compiling library source;
 - D^2(model) / D^2(true frequency) on the synthetic test set for hgb_poisson
   and glm_poisson (the default model should reach 0.9);
 - wall time and peak memory of a local run at 1x and 10x the default rows;
@@ -19,6 +21,7 @@ import os
 import statistics
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 from pathlib import Path
@@ -26,7 +29,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_ROWS = 678_013
-MAX_RATIO = 1.5
+MAX_RATIO = 1.3
 MIN_D2_RATIO = 0.9
 
 
@@ -53,8 +56,16 @@ def make_local_run(tmp: Path, tag: str) -> list[str]:
     return ["make", "--no-print-directory", "local-run", f"ARGS=hydra.run.dir={tmp / tag}"]
 
 
+def bytecode_precompiled() -> bool:
+    """Whether the environment holds compiled bytecode for scikit-learn (``make`` installs it)."""
+    cache = Path(sysconfig.get_paths()["purelib"]) / "sklearn" / "__pycache__"
+    return any(cache.glob("__init__.*.pyc"))
+
+
 def versus_baseline(tmp: Path, repeats: int) -> dict[str, Any]:
     """Alternate ``make local-run`` and the baseline script; compare median wall times."""
+    if not bytecode_precompiled():
+        raise SystemExit("benchmark needs precompiled bytecode: run it with `make bench`.")
     ours, base = [], []
     for i in range(repeats):
         ours.append(measure(make_local_run(tmp, f"ours-{i}"))["wall_s"])
@@ -112,6 +123,59 @@ def pipeline_definition(tmp: Path) -> dict[str, float] | None:
     }
 
 
+MAX_IMAGE_MB = 900
+
+
+def image_size() -> dict[str, Any] | None:
+    """Size of the job image built from this source (``make build-image``), if there is one.
+
+    Also the size of the base it was built on, where that is present locally.
+    """
+    from infra import image
+
+    try:
+        engine = image.detect_engine()
+        from conf import compose
+
+        name = f"{compose([]).sagemaker.ecr_repository}:{image.source_tag().tag}"
+        labels = image.image_labels(engine, name)
+    except image.ImageError as err:
+        return {"skipped": str(err)}
+
+    def size(ref: str) -> float | None:
+        cmd = engine.cmd("image", "inspect", "--format", "{{.Size}}", ref)
+        out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        return int(out.stdout.strip()) / 1e6 if out.returncode == 0 else None
+
+    base = labels.get(image.BASE_LABEL, "")
+    return {
+        "image": name,
+        "size_mb": size(name),
+        "base": base,
+        "base_mb": size(base) if base else None,
+        "standin_base": image.is_standin(labels),
+    }
+
+
+def image_report(result: dict[str, Any] | None) -> list[str]:
+    """The image-size lines of the report."""
+    if not result:
+        return []
+    if "skipped" in result:
+        return ["Job image size", f"  not measured: {result['skipped']}"]
+    ok = "ok" if result["size_mb"] <= MAX_IMAGE_MB else "TOO BIG"
+    kind = "stand-in base" if result["standin_base"] else "base"
+    lines = [
+        f"Job image size ({result['image']})",
+        f"  image           {result['size_mb']:7.0f} MB  (target <= {MAX_IMAGE_MB}: {ok})",
+    ]
+    if result["base_mb"]:
+        added = result["size_mb"] - result["base_mb"]
+        lines.append(f"  {kind:<15s} {result['base_mb']:7.0f} MB  ({result['base']})")
+        lines.append(f"  added by build  {added:7.0f} MB")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3, help="runs of each side (median)")
@@ -124,6 +188,7 @@ def main() -> None:
         results["local_run_vs_baseline"] = versus_baseline(tmp, args.repeats)
         results["d2_ratio"] = d2_ratios(tmp)
         results["scaling"] = scaling(tmp, [int(f) for f in args.scales.split(",")])
+        results["image"] = image_size()
     print(report(results))
     out = ROOT / "bench-results" / f"{time.strftime('%Y-%m-%d_%H-%M-%S')}.json"
     out.parent.mkdir(exist_ok=True)
@@ -136,7 +201,8 @@ def report(results: dict[str, Any]) -> str:
     vs = results["local_run_vs_baseline"]
     ok = "ok" if vs["ratio"] <= MAX_RATIO else "TOO SLOW"
     lines = [
-        "make local-run vs plain scikit-learn script (median wall time, alternating runs)",
+        "make local-run vs plain scikit-learn script",
+        "  (median wall time, alternating runs, both with precompiled bytecode)",
         f"  make local-run  {statistics.median(vs['make_local_run_s']):7.1f} s",
         f"  baseline        {statistics.median(vs['baseline_s']):7.1f} s",
         f"  ratio           {vs['ratio']:7.2f}   (target <= {MAX_RATIO}: {ok})",
@@ -155,6 +221,7 @@ def report(results: dict[str, Any]) -> str:
         lines.append(f"  import SDK only  {pd['import_sdk_s']:6.1f} s")
         lines.append(f"  definition       {pd['definition_s']:6.1f} s")
         lines.append(f"  beyond import    {pd['beyond_import_s']:6.1f} s")
+    lines += image_report(results.get("image"))
     return "\n".join(lines)
 
 

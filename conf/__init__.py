@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import sys
 import typing
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from hydra import compose as _hydra_compose
 from hydra import initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
-from hydra.errors import ConfigCompositionException
+from hydra.errors import ConfigCompositionException, HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from conf.schema import PARAMETER_TYPES, SCALINGS, SCHEMAS, Config, register_configs
+from conf.schema import Config, ParameterType, register_configs, schemas
 
 CONF_DIR = Path(__file__).resolve().parent
 CONFIG_NAME = "config"
@@ -48,43 +51,43 @@ def validate(cfg: DictConfig) -> None:
     bypasses that, so the composed config is merged into the schema once more.
     """
     selectors = {"data": "source", "model": "name"}
+    options = schemas()
     try:
         _conform(Config, cfg)
         for group, selector in selectors.items():
             choice = cfg[group][selector]
-            if choice not in SCHEMAS[group]:
-                known = ", ".join(SCHEMAS[group])
+            if choice not in options[group]:
+                known = ", ".join(options[group])
                 raise ConfigCompositionException(
                     f"{group}.{selector}='{choice}': use one of {known}"
                 )
             composed = OmegaConf.get_type(cfg[group])
-            if dataclasses.is_dataclass(composed) and composed is not SCHEMAS[group][choice]:
+            if dataclasses.is_dataclass(composed) and composed is not options[group][choice]:
                 raise ConfigCompositionException(
                     f"{group}.{selector}='{choice}' contradicts the selected {group} group "
                     f"({composed.__name__}): switch the whole group with {group}=<option> "
                     f"instead of setting {group}.{selector}"
                 )
-            _conform(SCHEMAS[group][choice], cfg[group], prefix=f"{group}.")
+            _conform(options[group][choice], cfg[group], prefix=f"{group}.")
     except OmegaConfBaseException as err:
         raise ConfigCompositionException(f"Invalid config: {err}") from err
     _check_search_space(cfg)
 
 
 def _check_search_space(cfg: DictConfig) -> None:
-    """Every tuned parameter is a key of the selected model with a well-formed range."""
+    """Every tuned parameter is a key of the selected model with a well-formed range.
+
+    The schema's enums already checked each range's ``type`` and ``scaling``.
+    """
     for key, spec in cfg.tuning.parameters.items():
         where = f"tuning.parameters.{key}"
         problem = None
         if key == "name" or key not in cfg.model:
             keys = ", ".join(k for k in cfg.model if k != "name") or "none"
             problem = f"is not a key of model '{cfg.model.name}' (keys: {keys})"
-        elif spec.type not in PARAMETER_TYPES:
-            problem = f"has type '{spec.type}': use {', '.join(PARAMETER_TYPES)}"
-        elif spec.scaling not in SCALINGS:
-            problem = f"has scaling '{spec.scaling}': use {', '.join(SCALINGS)}"
-        elif spec.type == "categorical" and not spec["values"]:
+        elif spec.type == ParameterType.categorical and not spec["values"]:
             problem = "is categorical and needs a list of values"
-        elif spec.type != "categorical" and not (
+        elif spec.type != ParameterType.categorical and not (
             spec.min is not None and spec.max is not None and spec.min < spec.max
         ):
             problem = f"needs min < max (got min={spec.min}, max={spec.max})"
@@ -103,8 +106,8 @@ def _conform(schema: type, node: DictConfig, prefix: str = "") -> None:
                 f"Unknown config key '{path}' (not in {schema.__name__}; "
                 f"known keys: {', '.join(hints)})"
             )
-        if not isinstance(node[key], DictConfig):
-            continue
+        if OmegaConf.is_missing(node, key) or not isinstance(node[key], DictConfig):
+            continue  # a required value (`???`) is reported by name where it is needed
         if dataclasses.is_dataclass(hints[key]):
             _conform(hints[key], node[key], prefix=f"{path}.")
         elif typing.get_origin(hints[key]) is dict:
@@ -112,6 +115,40 @@ def _conform(schema: type, node: DictConfig, prefix: str = "") -> None:
             if dataclasses.is_dataclass(item_type):
                 for name, item in node[key].items():
                     _conform(item_type, item, prefix=f"{path}.{name}.")
+
+
+def user_message(err: BaseException) -> str:
+    """One paragraph for a config error: Hydra's text without its search path, plus the cause."""
+    text = str(err).split("Config search path:", 1)[0]
+    parts, options = [], []
+    for line in text.splitlines():
+        if line.startswith("\t"):  # Hydra lists a group's options one per line
+            options.append(line.strip())
+        elif line.strip():
+            parts.append(line.strip().rstrip("."))
+    message = ". ".join(parts)
+    if options:
+        message += " " + ", ".join(options)
+    cause = err.__cause__
+    if isinstance(cause, OmegaConfBaseException) and str(cause).strip():
+        message += f" ({str(cause).strip().splitlines()[0]})"
+    return message
+
+
+def run_main(main: Callable[[], Any]) -> None:
+    """Call a ``@hydra.main`` function with the project's one rule for errors.
+
+    A config error, whether Hydra raises it (a misspelt key, an unknown option)
+    or ``validate`` does, is one paragraph on stderr and exit code 2, like every
+    other user error; anything else keeps its traceback and exits 1.
+    """
+    # Without this, Hydra prints its own report and exits 1 whatever the error.
+    os.environ.setdefault("HYDRA_FULL_ERROR", "1")
+    try:
+        main()
+    except (HydraException, OmegaConfBaseException) as err:
+        print(f"error: {user_message(err)}", file=sys.stderr, flush=True)
+        sys.exit(2)
 
 
 def merge_overrides(base: Sequence[str], extra: Sequence[str]) -> list[str]:
@@ -151,4 +188,14 @@ def to_yaml(cfg: DictConfig) -> str:
     return redact(OmegaConf.to_yaml(cfg, resolve=True))
 
 
-__all__ = ["CONF_DIR", "GROUPS", "SCHEMAS", "compose", "merge_overrides", "override_key", "to_yaml"]
+__all__ = [
+    "CONF_DIR",
+    "GROUPS",
+    "compose",
+    "merge_overrides",
+    "override_key",
+    "run_main",
+    "to_yaml",
+    "user_message",
+    "validate",
+]

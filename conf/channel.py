@@ -2,6 +2,7 @@
 
 Layout (uploaded under a content-addressed S3 key, mounted as a job input)::
 
+    version          the channel format version (CHANNEL_VERSION) it was written in
     conf/            the config tree the config was composed from
     overrides.yaml   the Hydra overrides given at upsert
     config.yaml      the composed, resolved config (for people and audits)
@@ -9,6 +10,11 @@ Layout (uploaded under a content-addressed S3 key, mounted as a job input)::
 A job composes ``conf/`` with the upsert overrides and then its runtime
 overrides, so precedence is one rule everywhere: packaged defaults, then the
 uploaded config, then runtime overrides (group switches included).
+
+A job composes the channel's tree with the schema inside its image, so a
+channel is readable only by an image of the same format version: raise
+``CHANNEL_VERSION`` whenever a schema change (renamed schema nodes, a default
+moved, a key dropped) would break composing a channel written before it.
 """
 
 from __future__ import annotations
@@ -27,6 +33,14 @@ from conf.secrets import check_runtime_overrides
 TREE = "conf"
 OVERRIDES_FILE = "overrides.yaml"
 CONFIG_FILE = "config.yaml"
+VERSION_FILE = "version"
+# 1: no version file (schema nodes named `<option>_schema`, defaults in the dataclasses).
+# 2: schema nodes under `schema/`, defaults in the YAML only, enums for choices.
+CHANNEL_VERSION = 2
+
+
+class ChannelVersionError(ValueError):
+    """The channel was written in a format version this code cannot read."""
 
 
 def write_channel(folder: Path, overrides: Sequence[str]) -> DictConfig:
@@ -40,6 +54,7 @@ def write_channel(folder: Path, overrides: Sequence[str]) -> DictConfig:
         ignore=shutil.ignore_patterns("*.py", "__pycache__", "*.pyc"),
         dirs_exist_ok=False,
     )
+    (folder / VERSION_FILE).write_text(f"{CHANNEL_VERSION}\n")
     OmegaConf.save(OmegaConf.create(list(overrides)), folder / OVERRIDES_FILE)
     (folder / CONFIG_FILE).write_text(to_yaml(cfg))
     return cfg
@@ -69,5 +84,38 @@ def compose_from_channel(folder: Path | None, runtime: Sequence[str] = ()) -> Di
     if folder is None:
         return compose(list(runtime))
     folder = Path(folder)
+    check_version(folder)
     base = [str(o) for o in OmegaConf.load(folder / OVERRIDES_FILE)]
     return compose(merge_overrides(base, runtime), config_dir=folder / TREE)
+
+
+def channel_version(folder: Path) -> int:
+    """The format version a channel was written in (1: written before channels had one)."""
+    path = Path(folder) / VERSION_FILE
+    if not path.is_file():
+        return 1
+    text = path.read_text().strip()
+    if not text.isdigit():
+        raise ChannelVersionError(
+            f"The config channel's {VERSION_FILE} file holds {text!r}, not a version number: "
+            "upsert the pipeline again (make upsert-pipeline) to upload a new channel."
+        )
+    return int(text)
+
+
+def check_version(folder: Path) -> None:
+    """Fail with what to do when this code cannot read the channel's format."""
+    version = channel_version(folder)
+    if version < CHANNEL_VERSION:
+        raise ChannelVersionError(
+            f"The config channel was written in format version {version}, and this image reads "
+            f"version {CHANNEL_VERSION}: the deployed pipeline is older than its image. Upsert "
+            "the pipeline again (make upsert-pipeline, with the overrides you deployed it with) "
+            "to upload a channel this image can read."
+        )
+    if version > CHANNEL_VERSION:
+        raise ChannelVersionError(
+            f"The config channel was written in format version {version}, newer than the "
+            f"version {CHANNEL_VERSION} this image reads: build and push the image from the "
+            "same commit (make push-image), set sagemaker.image_uri, and upsert the pipeline again."
+        )

@@ -1,17 +1,25 @@
-"""Structured schema for the config tree.
+"""Structured schema for the config tree: the types of every key.
 
-Every group option in ``conf/`` is validated against one of these dataclasses,
-so an unknown key or a value of the wrong type in an override fails at compose
-time with a message that names the key.
+Values, defaults included, live in the YAML files only; these dataclasses give
+their types (``MISSING``: the YAML sets it), so an unknown key or a value of
+the wrong type in an override fails at compose time with a message that names
+the key. Choice-valued keys are enums. ``tests/test_conf.py`` fails when a
+dataclass and its YAML drift apart. Model schemas live with their model in
+``steps/models/`` (see ``schemas``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, OmegaConf
+
+# Schema nodes are stored under this group, which no user picks from, so the
+# options Hydra lists for `model=` or `data=` are the YAML files alone.
+SCHEMA_GROUP = "schema"
 
 # ----------------------------------------------------------------------------- data
 
@@ -20,76 +28,55 @@ from omegaconf import MISSING
 class DataConfig:
     """Columns shared by every data source."""
 
-    source: str = MISSING  # synthetic | openml | file
+    source: str = MISSING  # the key of `schemas()["data"]`, set by each schema below
     name: str = MISSING
-    target: str = "ClaimNb"
-    exposure: str | None = "Exposure"  # None: every row has exposure 1
-    categorical: list[str] = field(default_factory=list)
-    numeric: list[str] = field(default_factory=list)
-    id_column: str | None = None
+    target: str = MISSING
+    exposure: str | None = MISSING  # null: every row has exposure 1
+    categorical: list[str] = MISSING
+    numeric: list[str] = MISSING
+    id_column: str | None = MISSING
     # Column holding the true frequency (synthetic data only): never a feature,
     # used to report the best achievable deviance.
-    true_frequency: str | None = None
-    # Largest exposure a row may have (None: no upper bound; freMTPL2freq has rows above 1).
-    max_exposure: float | None = None
+    true_frequency: str | None = MISSING
+    # Largest exposure a row may have (null: no upper bound; freMTPL2freq has rows above 1).
+    max_exposure: float | None = MISSING
 
 
 @dataclass
 class SyntheticDataConfig(DataConfig):
     source: str = "synthetic"
-    n_rows: int = 678_013
-    seed: int = 0
+    n_rows: int = MISSING
+    seed: int = MISSING
 
 
 @dataclass
 class OpenMLDataConfig(DataConfig):
     source: str = "openml"
-    dataset_id: int = 41214
-    cache_dir: str = ".cache/openml"
+    dataset_id: int = MISSING
+    cache_dir: str = MISSING
 
 
 @dataclass
 class FileDataConfig(DataConfig):
     source: str = "file"
     path: str = MISSING  # local path or s3:// URI, .csv or .parquet
-    format: str | None = None  # csv | parquet (any case); None: from the suffix
+    format: str | None = MISSING  # csv | parquet (any case); null: from the suffix
 
+
+DATA_SCHEMAS: dict[str, type] = {
+    "synthetic": SyntheticDataConfig,
+    "openml": OpenMLDataConfig,
+    "file": FileDataConfig,
+}
 
 # ---------------------------------------------------------------------------- model
 
 
 @dataclass
 class ModelConfig:
+    """Base of every model's schema (each lives with its model in ``steps/models/``)."""
+
     name: str = MISSING
-
-
-@dataclass
-class HGBPoissonConfig(ModelConfig):
-    name: str = "hgb_poisson"
-    learning_rate: float = 0.1
-    max_iter: int = 500
-    max_leaf_nodes: int = 31
-    min_samples_leaf: int = 20
-    l2_regularization: float = 0.0
-    max_bins: int = 255
-    early_stopping: bool = True
-    n_iter_no_change: int = 10
-    random_state: int = 0
-
-
-@dataclass
-class GLMPoissonConfig(ModelConfig):
-    name: str = "glm_poisson"
-    alpha: float = 1e-4
-    max_iter: int = 300
-    # Numeric columns are cut into quantile bins and one-hot encoded, so the GLM
-    # can follow non-linear effects; categorical columns are one-hot encoded.
-    n_bins: int = 10
-
-
-@dataclass
-class ConstantConfig(ModelConfig):
-    name: str = "constant"
 
 
 # ------------------------------------------------------------------------ the rest
@@ -97,95 +84,122 @@ class ConstantConfig(ModelConfig):
 
 @dataclass
 class SplitConfig:
-    validation_fraction: float = 0.15
-    test_fraction: float = 0.2
-    seed: int = 42
+    validation_fraction: float = MISSING
+    test_fraction: float = MISSING
+    seed: int = MISSING
 
 
 @dataclass
 class EvaluationConfig:
-    calibration_bins: int = 20
-    lorenz_points: int = 200
+    calibration_bins: int = MISSING
+    lorenz_points: int = MISSING
 
 
-PARAMETER_TYPES = ("integer", "continuous", "categorical")
-SCALINGS = ("Auto", "Linear", "Logarithmic", "ReverseLogarithmic")
+class ParameterType(StrEnum):
+    integer = "integer"
+    continuous = "continuous"
+    categorical = "categorical"
+
+
+class Scaling(StrEnum):
+    Auto = "Auto"
+    Linear = "Linear"
+    Logarithmic = "Logarithmic"
+    ReverseLogarithmic = "ReverseLogarithmic"
+
+
+class ObjectiveType(StrEnum):
+    Minimize = "Minimize"
+    Maximize = "Maximize"
+
+
+class Strategy(StrEnum):
+    Bayesian = "Bayesian"
+    Random = "Random"
+
+
+class PipelineMode(StrEnum):
+    train = "train"
+    tune = "tune"
 
 
 @dataclass
 class ParameterRange:
-    """One hyperparameter range; names are keys of the ``model`` group."""
+    """One hyperparameter range; names are keys of the ``model`` group.
 
-    type: str = MISSING  # integer | continuous | categorical
+    The only schema with defaults: a range states just the keys it needs.
+    """
+
+    type: ParameterType = MISSING
     min: float | None = None
     max: float | None = None
     values: list[str] | None = None
-    scaling: str = "Auto"  # Auto | Linear | Logarithmic | ReverseLogarithmic
+    scaling: Scaling = Scaling.Auto
 
 
 @dataclass
 class TuningConfig:
     """Search space, objective and budget, read by local and SageMaker tuning alike."""
 
-    objective_metric: str = "validation:poisson_deviance"
-    objective_type: str = "Minimize"  # Minimize | Maximize
-    strategy: str = "Bayesian"  # Bayesian | Random
-    max_jobs: int = 12
-    max_parallel_jobs: int = 2
+    objective_metric: str = MISSING
+    objective_type: ObjectiveType = MISSING
+    strategy: Strategy = MISSING
+    max_jobs: int = MISSING
+    max_parallel_jobs: int = MISSING
     # One rule for local and SageMaker tuning: an integer seeds the search, null does not.
-    seed: int | None = 0
-    parameters: dict[str, ParameterRange] = field(default_factory=dict)
+    seed: int | None = MISSING
+    parameters: dict[str, ParameterRange] = MISSING
 
 
 @dataclass
 class SageMakerConfig:
     """Where the pipeline runs: account-specific names and instance choices."""
 
-    region: str | None = None
-    role_arn: str | None = None
-    bucket: str | None = None
-    config_bucket: str | None = None  # None: the data bucket
-    prefix: str = "claim-frequency"
-    image_uri: str | None = None
-    ecr_repository: str = "claim-frequency"
-    model_package_group: str = "claim-frequency"
-    kms_key_id: str | None = None
-    processing_instance_type: str = "ml.m5.xlarge"
-    training_instance_type: str = "ml.m5.xlarge"
-    instance_count: int = 1
-    volume_size_gb: int = 30
-    max_runtime_seconds: int = 3600
-    tags: dict[str, str] = field(default_factory=dict)
+    region: str | None = MISSING
+    role_arn: str | None = MISSING
+    bucket: str | None = MISSING
+    config_bucket: str | None = MISSING  # null: the data bucket
+    prefix: str = MISSING
+    image_uri: str | None = MISSING
+    ecr_repository: str = MISSING
+    model_package_group: str = MISSING
+    kms_key_id: str | None = MISSING
+    processing_instance_type: str = MISSING
+    training_instance_type: str = MISSING
+    instance_count: int = MISSING
+    volume_size_gb: int = MISSING
+    max_runtime_seconds: int = MISSING
+    tags: dict[str, str] = MISSING
 
 
 @dataclass
 class PipelineConfig:
     """Shape of the SageMaker Pipeline: train or tune, gate and registration."""
 
-    mode: str = "train"  # train | tune
-    name: str = "claim-frequency"
+    mode: PipelineMode = MISSING
+    name: str = MISSING
     # Quality gate: the test Poisson deviance must not exceed this threshold
     # and must not be worse than the constant baseline.
-    max_test_deviance: float = 1.0
-    approval_status: str = "PendingManualApproval"
-    cache_prepare: bool = False
-    cache_expire_after: str = "P30D"
-    retry_attempts: int = 3
+    max_test_deviance: float = MISSING
+    approval_status: str = MISSING
+    cache_prepare: bool = MISSING
+    cache_expire_after: str = MISSING
+    retry_attempts: int = MISSING
     # Hydra overrides applied by every job on top of the uploaded config.
-    overrides: str = ""
+    overrides: str = MISSING
 
 
 @dataclass
 class ScheduleConfig:
     """Scheduled retraining with EventBridge Scheduler."""
 
-    name: str = "claim-frequency-retrain"
-    expression: str = "cron(0 3 ? * MON *)"
-    timezone: str = "UTC"
-    enabled: bool = True
-    role_arn: str | None = None
+    name: str = MISSING
+    expression: str = MISSING
+    timezone: str = MISSING
+    enabled: bool = MISSING
+    role_arn: str | None = MISSING
     # Pipeline parameters the scheduled execution starts with.
-    parameters: dict[str, str] = field(default_factory=dict)
+    parameters: dict[str, str] = MISSING
 
 
 @dataclass
@@ -198,27 +212,35 @@ class Config:
     sagemaker: SageMakerConfig = MISSING
     pipeline: PipelineConfig = MISSING
     schedule: ScheduleConfig = MISSING
-    seed: int = 42
+    seed: int = MISSING
 
 
-SCHEMAS: dict[str, dict[str, type]] = {
-    "data": {
-        "synthetic": SyntheticDataConfig,
-        "openml": OpenMLDataConfig,
-        "file": FileDataConfig,
-    },
-    "model": {
-        "hgb_poisson": HGBPoissonConfig,
-        "glm_poisson": GLMPoissonConfig,
-        "constant": ConstantConfig,
-    },
-}
+def schemas() -> dict[str, dict[str, type]]:
+    """Schema per option of the groups whose options differ: ``data`` and ``model``.
+
+    Model schemas come from the model registry (``steps/models``), which keeps
+    its scientific imports inside methods, so reading it here stays cheap.
+    """
+    from steps.models import MODELS
+
+    return {
+        "data": dict(DATA_SCHEMAS),
+        "model": {name: unit.schema for name, unit in MODELS.items()},
+    }
 
 
 def register_configs() -> None:
-    """Put the schemas into Hydra's ConfigStore (idempotent)."""
+    """Put the schemas into Hydra's ConfigStore under ``schema/`` (idempotent).
+
+    ``config.yaml`` names ``/schema/config`` first; a ``data`` or ``model``
+    option's YAML names its own, e.g. ``- /schema/model/hgb_poisson@_here_``.
+    A model's ``name`` is its registry key, set here rather than in its YAML.
+    """
     cs = ConfigStore.instance()
-    cs.store(name="config_schema", node=Config)
-    for group, options in SCHEMAS.items():
-        for name, node in options.items():
-            cs.store(group=group, name=f"{name}_schema", node=node)
+    cs.store(group=SCHEMA_GROUP, name="config", node=Config)
+    for group, options in schemas().items():
+        for name, schema in options.items():
+            node = OmegaConf.structured(schema)
+            if group == "model":
+                node.name = name
+            cs.store(group=f"{SCHEMA_GROUP}/{group}", name=name, node=node)

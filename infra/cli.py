@@ -57,7 +57,8 @@ OUTPUT_KEYS: dict[str, str] = {
     "SchedulerRoleArn": "schedule.role_arn",
     "PipelineName": "pipeline.name",
 }
-IMAGE_TAG = "latest"
+# sagemaker.image_uri is never derived from the stack: `make push-image` records
+# the image it pushed, and `config` keeps that only while ECR still holds it.
 
 # Command-line flag -> template parameter.
 PARAMETER_FLAGS: dict[str, str] = {
@@ -66,6 +67,7 @@ PARAMETER_FLAGS: dict[str, str] = {
     "model_package_group_name": "ModelPackageGroupName",
     "s3_prefix": "S3Prefix",
     "untagged_image_count": "UntaggedImageCount",
+    "tagged_image_count": "TaggedImageCount",
 }
 
 
@@ -237,8 +239,21 @@ def config_values(outputs: Mapping[str, str]) -> dict[str, dict[str, str]]:
     for output, dotted in OUTPUT_KEYS.items():
         group, key = dotted.split(".")
         values.setdefault(group, {})[key] = outputs[output]
-    values["sagemaker"]["image_uri"] = f"{outputs['EcrRepositoryUri']}:{IMAGE_TAG}"
     return values
+
+
+def pushed_image_uri(ecr: Any, repository_uri: str, recorded: str | None) -> str | None:
+    """``recorded`` if it is an image of this stack's repository that ECR holds, else None.
+
+    An image URI is written into the config only after ``make push-image``
+    pushed it, and kept only while its tag is still in the repository.
+    """
+    from infra.image import tag_exists
+
+    name, _, tag = (recorded or "").partition(":")
+    if name != repository_uri or not tag:
+        return None
+    return recorded if tag_exists(ecr, name.rsplit("/", 1)[-1], tag) else None
 
 
 def validate_values(values: Mapping[str, Mapping[str, str]]) -> None:
@@ -258,8 +273,8 @@ def render_config(values: Mapping[str, Mapping[str, str]], stack_name: str, regi
     header = (
         "# @package _global_\n"
         f"# Written by `make infra-config` from the CloudFormation stack {stack_name} in\n"
-        f"# {region}. Do not edit: deploy with `make deploy-infra`, then run\n"
-        "# `make infra-config` again.\n"
+        f"# {region}, and by `make push-image` (sagemaker.image_uri: the image it pushed).\n"
+        "# Do not edit: deploy with `make deploy-infra`, then run `make infra-config` again.\n"
         "#\n"
         "# conf/config.yaml loads this file, when present, right after the `sagemaker`\n"
         "# and `schedule` defaults (`optional sagemaker@_global_: stack`): its values\n"
@@ -279,10 +294,19 @@ def default_config_path() -> Path:
 
 
 def write_config(
-    outputs: Mapping[str, str], path: Path, stack_name: str, region: str
+    outputs: Mapping[str, str],
+    path: Path,
+    stack_name: str,
+    region: str,
+    image_uri: str | None = None,
 ) -> dict[str, dict[str, str]]:
-    """Validate the outputs' config values and write them to ``path``; return the values."""
+    """Validate the outputs' config values and write them to ``path``; return the values.
+
+    ``image_uri``, an image known to be in ECR, is written as ``sagemaker.image_uri``.
+    """
     values = config_values(outputs)
+    if image_uri:
+        values["sagemaker"]["image_uri"] = image_uri
     validate_values(values)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -330,11 +354,21 @@ def cmd_config(args: argparse.Namespace) -> int:
     cfn = session.client("cloudformation")
     outputs = stack_outputs(cfn, args.stack_name)
     path = Path(args.output) if args.output else default_config_path()
-    values = write_config(outputs, path, args.stack_name, cfn.meta.region_name)
+    from infra.image import read_record
+
+    recorded = read_record(path).get("sagemaker", {}).get("image_uri")
+    repository_uri = outputs.get("EcrRepositoryUri", "")
+    image_uri = pushed_image_uri(session.client("ecr"), repository_uri, recorded)
+    values = write_config(outputs, path, args.stack_name, cfn.meta.region_name, image_uri)
     print(f"Wrote {path}:")
     for group, entries in values.items():
         for key, value in entries.items():
             print(f"  {group}.{key} = {value}")
+    if image_uri is None:
+        print(
+            f"No image pushed to {repository_uri} is recorded: sagemaker.image_uri is unset. "
+            "Run `make build-image` and `make push-image`, which records it."
+        )
     return 0
 
 
@@ -370,6 +404,9 @@ def build_parser() -> argparse.ArgumentParser:
     deploy.add_argument("--s3-prefix", help="S3Prefix (template default: claim-frequency)")
     deploy.add_argument(
         "--untagged-image-count", type=int, help="UntaggedImageCount (template default: 5)"
+    )
+    deploy.add_argument(
+        "--tagged-image-count", type=int, help="TaggedImageCount (template default: 20)"
     )
     deploy.add_argument(
         "--parameter",

@@ -27,17 +27,18 @@ from typing import Any
 import hydra
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import HydraException
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
-from conf import CONF_DIR, to_yaml
+from conf import CONF_DIR, to_yaml, user_message
 from conf.secrets import install_log_redaction, redact
 from steps.checks import check_config
 from steps.contract import METRICS_FILE
 from steps.errors import UserError, compose_checked, require_complete
 from steps.interrupt import Interrupted, exit_interrupted, signals_raise, watch_parent
-from steps.io import staged_outputs, unwritable
 
 log = logging.getLogger(__name__)
 SUMMARY_COLUMNS = ("poisson_deviance", "d2", "gini", "baseline_poisson_deviance", "d2_ratio")
@@ -50,7 +51,9 @@ SWEEP_EXIT: list[int] = []
 
 def run(cfg: DictConfig, out: Path) -> dict[str, Any]:
     """Run the three steps with all outputs under ``out``; return the metrics."""
+    # Imported here, so that a bad override fails before scikit-learn is loaded.
     from steps.evaluate import evaluate
+    from steps.io import staged_outputs
     from steps.prepare import prepare
     from steps.train import train
 
@@ -180,6 +183,8 @@ class SweepSummary(Callback):
         SWEEP_EXIT.append(max(codes))
         if not rows:
             return
+        from steps.io import staged_outputs
+
         with staged_outputs(sweep_dir) as stage, open(stage / "summary.csv", "w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(["run", "status", "error", *SUMMARY_COLUMNS])
@@ -278,6 +283,8 @@ def _check_writable(folder: Path, probe_bytes: int = 1 << 20) -> None:
             probe.flush()
             os.fsync(probe.fileno())
     except OSError as exc:
+        from steps.io import unwritable
+
         raise unwritable(folder, exc) from None
 
 
@@ -285,16 +292,22 @@ def _check_writable(folder: Path, probe_bytes: int = 1 << 20) -> None:
 
 
 def launch(app: Callable[[], Any], extra_check: Callable[[DictConfig], None] | None = None) -> int:
-    """Preflight, then the Hydra app; return the exit code (exits at once when interrupted)."""
+    """Preflight, then the Hydra app; return the exit code (exits at once when interrupted).
+
+    A user error, or a config error Hydra raises itself, is one paragraph and exit 2.
+    """
+    # Without this, Hydra prints its own report and exits 1 whatever the error.
+    os.environ.setdefault("HYDRA_FULL_ERROR", "1")
     try:
         with signals_raise():
             try:
                 preflight(sys.argv[1:], extra_check)
-            except UserError as err:
-                print(f"error: {redact(' '.join(str(err).split()))}", file=sys.stderr, flush=True)
+                SWEEP_EXIT.clear()
+                app()
+            except (UserError, HydraException, OmegaConfBaseException) as err:
+                text = str(err) if isinstance(err, UserError) else user_message(err)
+                print(f"error: {redact(' '.join(text.split()))}", file=sys.stderr, flush=True)
                 return 2
-            SWEEP_EXIT.clear()
-            app()
     except Interrupted as err:
         exit_interrupted(err, CLEANUP_ROOTS)
     return SWEEP_EXIT[-1] if SWEEP_EXIT else 0

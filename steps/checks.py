@@ -139,9 +139,10 @@ def _model_problems(model: DictConfig, values: dict[str, Any]) -> Iterator[str]:
 def _param_errors(name: str, values: dict[str, Any]) -> list[str]:
     from sklearn.utils._param_validation import InvalidParameterError
 
-    from steps.model import build_estimator
+    from steps.model import unit
 
-    estimator = build_estimator(OmegaConf.create({**values, "name": name}), ["c"], ["n"])
+    cfg = OmegaConf.create({**values, "name": name})
+    estimator = unit(cfg).build(cfg, ["c"], ["n"])
     errors = []
     for part in _parts(estimator):
         try:

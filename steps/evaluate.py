@@ -6,38 +6,18 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
 from omegaconf import DictConfig
 
 from steps.checks import check_config
 from steps.contract import CALIBRATION_FILE, LORENZ_FILE, METRICS_FILE
 from steps.errors import DataError
 from steps.io import staged_outputs, write_json
-from steps.metrics import calibration_table, gini, scores
+from steps.metrics import calibration_table, gini
 from steps.model import FrequencyModel, exposure
-from steps.train import load_model, read_input, report
+from steps.train import load_model, read_input, report, split_metrics
 
 log = logging.getLogger(__name__)
 REPORTED = ("poisson_deviance", "d2", "gini", "mae", "mse", "baseline_poisson_deviance")
-
-
-def split_metrics(
-    cfg: DictConfig, df: pd.DataFrame, predicted: np.ndarray, baseline: float
-) -> dict[str, float]:
-    """Model metrics on one split, with the constant baseline and, if known, the truth."""
-    claims, expo = df[cfg.data.target].to_numpy(float), exposure(df, cfg.data)
-    out = scores(claims, expo, predicted)
-    out["baseline_poisson_deviance"] = scores(claims, expo, np.full(len(df), baseline))[
-        "poisson_deviance"
-    ]
-    truth = cfg.data.true_frequency
-    if truth and truth in df:
-        best = scores(claims, expo, df[truth].to_numpy(float))
-        out["best_poisson_deviance"] = best["poisson_deviance"]
-        out["best_d2"] = best["d2"]
-        out["d2_ratio"] = out["d2"] / best["d2"] if best["d2"] > 0 else float("nan")
-    return out
 
 
 def check_features(model: FrequencyModel, cfg: DictConfig) -> None:
@@ -60,7 +40,9 @@ def evaluate(
 ) -> dict[str, Any]:
     """Score the test split (and validation, if given); write metrics and plots together.
 
-    Undefined metrics (a split too small for them) are written as ``null`` with a warning.
+    The validation metrics are the ones the train step recorded in the model;
+    ``validation_dir`` is read only for a model that has none. Undefined metrics (a
+    split too small for them) are written as ``null`` with a warning.
     """
     check_config(cfg)
     model = load_model(model_dir)
@@ -73,7 +55,9 @@ def evaluate(
         "data": cfg.data.name,
         "test": split_metrics(cfg, test, predicted, model.train_mean_frequency),
     }
-    if validation_dir is not None:
+    if validation_dir is not None and "validation" in model.metrics:
+        metrics["validation"] = model.metrics["validation"]
+    elif validation_dir is not None:
         validation = read_input(validation_dir, cfg, "validation")
         metrics["validation"] = split_metrics(
             cfg, validation, model.predict(validation), model.train_mean_frequency

@@ -1,22 +1,17 @@
-"""Feature preprocessing and the three Poisson frequency models."""
+"""Feature preprocessing, fitting any registered model, and the fitted model's record."""
 
 from __future__ import annotations
 
 import logging
-import warnings
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from omegaconf import DictConfig
-from sklearn.compose import ColumnTransformer
-from sklearn.dummy import DummyRegressor
-from sklearn.ensemble import HistGradientBoostingRegressor
-from sklearn.linear_model import PoissonRegressor
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import KBinsDiscretizer, OneHotEncoder
 
 from steps.errors import ConfigError
+from steps.models import MODELS, ModelUnit
 
 log = logging.getLogger(__name__)
 
@@ -43,19 +38,35 @@ def features(
     numeric: list[str],
     levels: dict[str, list[str]] | None = None,
 ) -> pd.DataFrame:
-    """The model's input columns: categories as ``category`` dtype, numbers as floats.
+    """The model's input columns: categories as ``category`` dtype of strings, numbers as floats.
 
-    For a column in ``levels``, values not among its kept levels become ``OTHER``.
+    Columns that already have these types (the prepare step writes them so) are
+    kept as they are, so a split costs nothing to convert. For a column in
+    ``levels``, values not among its kept levels become ``OTHER``.
     """
-    out = pd.DataFrame(index=df.index)
+    out = {}
     for col in categorical:
-        values = df[col].astype(str)
+        values = df[col]
         if levels and col in levels:
-            values = values.where(values.isin(levels[col]), OTHER)
-        out[col] = values.astype("category")
+            values = values.astype(str)
+            values = values.where(values.isin(levels[col]), OTHER).astype("category")
+        elif not (
+            isinstance(values.dtype, pd.CategoricalDtype)
+            and pd.api.types.is_string_dtype(values.dtype.categories)
+        ):
+            values = values.astype(str).astype("category")
+        out[col] = values
     for col in numeric:
-        out[col] = df[col].astype(float)
-    return out
+        out[col] = df[col].astype(float, copy=False)
+    return pd.DataFrame(out, index=df.index)
+
+
+def unit(model: DictConfig) -> ModelUnit:
+    """The registered model unit for the composed ``model`` config."""
+    if model.name not in MODELS:
+        known = ", ".join(f"model={name}" for name in MODELS)
+        raise ConfigError(f"Unknown model.name '{model.name}': use {known}.")
+    return MODELS[model.name]
 
 
 @dataclass
@@ -63,60 +74,33 @@ class FrequencyModel:
     """A fitted model with what it needs to score new data."""
 
     name: str
-    estimator: object
+    estimator: Any
     categorical: list[str]
     numeric: list[str]
     train_mean_frequency: float
-    params: dict[str, object] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+    # Metrics computed at training time, per split (the evaluate step reuses them).
+    metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     # Kept levels of the categorical columns whose rare levels were grouped into OTHER.
     levels: dict[str, list[str]] = field(default_factory=dict)
 
     def predict(self, df: pd.DataFrame) -> np.ndarray:
         """Predicted claim frequency (claims per unit of exposure)."""
-        x = features(df, self.categorical, self.numeric, self.levels)
+        return self.predict_features(features(df, self.categorical, self.numeric, self.levels))
+
+    def predict_features(self, x: pd.DataFrame) -> np.ndarray:
+        """Predicted claim frequency from columns ``features`` already built."""
         return np.asarray(self.estimator.predict(x), dtype=float)
 
 
-def build_estimator(model: DictConfig, categorical: list[str], numeric: list[str]) -> object:
-    """An unfitted scikit-learn estimator for the ``model`` config group."""
-    if model.name == "hgb_poisson":
-        return HistGradientBoostingRegressor(
-            loss="poisson",
-            learning_rate=model.learning_rate,
-            max_iter=model.max_iter,
-            max_leaf_nodes=model.max_leaf_nodes,
-            min_samples_leaf=model.min_samples_leaf,
-            l2_regularization=model.l2_regularization,
-            max_bins=model.max_bins,
-            early_stopping=model.early_stopping,
-            n_iter_no_change=model.n_iter_no_change,
-            categorical_features="from_dtype",
-            random_state=model.random_state,
-        )
-    if model.name == "glm_poisson":
-        encode = ColumnTransformer(
-            [
-                ("categorical", OneHotEncoder(handle_unknown="ignore"), categorical),
-                (
-                    "numeric",
-                    KBinsDiscretizer(
-                        n_bins=model.n_bins,
-                        encode="onehot",
-                        strategy="quantile",
-                        dtype=np.float64,  # explicit: a plain type, safe to save with skops
-                    ),
-                    numeric,
-                ),
-            ]
-        )
-        glm = PoissonRegressor(alpha=model.alpha, max_iter=model.max_iter, solver="newton-cholesky")
-        return Pipeline([("encode", encode), ("glm", glm)])
-    if model.name == "constant":
-        return DummyRegressor(strategy="mean")
-    raise ConfigError(
-        f"Unknown model.name '{model.name}': use model=hgb_poisson, model=glm_poisson "
-        "or model=constant."
-    )
+@dataclass
+class Fit:
+    """A fitted model and the splits' model inputs built for it (reused for scoring)."""
+
+    model: FrequencyModel
+    train: tuple[pd.DataFrame, np.ndarray, np.ndarray]
+    validation: tuple[pd.DataFrame, np.ndarray, np.ndarray] | None
+    train_deviance: float | None
 
 
 def fit(
@@ -124,51 +108,41 @@ def fit(
     data: DictConfig,
     train: pd.DataFrame,
     validation: pd.DataFrame | None = None,
-) -> FrequencyModel:
+) -> Fit:
     """Fit the configured model with exposure as sample weight.
 
-    The validation split drives the gradient-boosting model's early stopping.
+    Features are built once per split; the validation split drives the
+    gradient-boosting model's early stopping.
     """
     categorical, numeric = list(data.categorical), list(data.numeric)
-    estimator = build_estimator(model, categorical, numeric)
+    model_unit = unit(model)
+    estimator = model_unit.build(model, categorical, numeric)
+    # A model that bins its inputs (max_bins) takes at most that many levels per column.
     levels = (
         rare_level_groups(train, categorical, int(model.max_bins) - 1)
-        if isinstance(estimator, HistGradientBoostingRegressor)
+        if "max_bins" in model
         else {}
     )
-    x, w = features(train, categorical, numeric, levels), exposure(train, data)
-    y = frequency(train, data)
-    if isinstance(estimator, HistGradientBoostingRegressor) and model.early_stopping:
-        if validation is None:
-            raise ConfigError("model.early_stopping=true needs a validation split.")
-        estimator.fit(
-            x,
-            y,
-            sample_weight=w,
-            X_val=features(validation, categorical, numeric, levels),
-            y_val=frequency(validation, data),
-            sample_weight_val=exposure(validation, data),
-        )
-    elif isinstance(estimator, Pipeline):
-        with warnings.catch_warnings():
-            # Integer columns with a heavy mode (BonusMalus 50) give fewer distinct
-            # quantile bins than asked for; dropping the empty ones is intended.
-            warnings.filterwarnings("ignore", message="Bins whose width are too small")
-            estimator.fit(x, y, glm__sample_weight=w)
-    else:
-        estimator.fit(x, y, sample_weight=w)
+
+    def split(df: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+        return features(df, categorical, numeric, levels), frequency(df, data), exposure(df, data)
+
+    train_split = split(train)
+    validation_split = split(validation) if validation is not None else None
+    model_unit.fit(estimator, model, train_split, validation_split)
     params = {k: v for k, v in dict(model).items() if k != "name"}
-    if isinstance(estimator, HistGradientBoostingRegressor):
-        params["n_iter"] = int(estimator.n_iter_)
-    return FrequencyModel(
+    params |= model_unit.fitted_params(estimator)
+    fitted = FrequencyModel(
         name=model.name,
         estimator=estimator,
         categorical=categorical,
         numeric=numeric,
-        train_mean_frequency=float(np.sum(train[data.target]) / np.sum(w)),
+        train_mean_frequency=float(np.sum(train[data.target]) / np.sum(train_split[2])),
         params=params,
         levels=levels,
     )
+    deviance = model_unit.train_deviance(estimator, train_split)
+    return Fit(fitted, train_split, validation_split, deviance)
 
 
 def rare_level_groups(df: pd.DataFrame, categorical: list[str], keep: int) -> dict[str, list[str]]:

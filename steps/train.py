@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import skops.io as sio
 from omegaconf import DictConfig
@@ -14,7 +15,7 @@ from steps.contract import MODEL_FILE, TRAINING_METRICS, metric_line
 from steps.errors import DataError
 from steps.io import read_split, staged_outputs
 from steps.metrics import scores
-from steps.model import FrequencyModel, exposure, fit
+from steps.model import Fit, FrequencyModel, exposure, fit
 from steps.progress import progress
 from steps.validate import validate
 
@@ -42,9 +43,52 @@ def report(split: str, values: dict[str, float], names: tuple[str, ...]) -> dict
     return out
 
 
-def score_split(model: FrequencyModel, cfg: DictConfig, df: pd.DataFrame) -> dict[str, float]:
-    """Metrics of a fitted model on one split."""
-    return scores(df[cfg.data.target].to_numpy(float), exposure(df, cfg.data), model.predict(df))
+def split_metrics(
+    cfg: DictConfig, df: pd.DataFrame, predicted: np.ndarray, baseline: float
+) -> dict[str, float]:
+    """Model metrics on one split, with the constant baseline and, if known, the truth."""
+    claims, expo = df[cfg.data.target].to_numpy(float), exposure(df, cfg.data)
+    out = scores(claims, expo, predicted)
+    out["baseline_poisson_deviance"] = poisson_deviance(claims, expo, np.full(len(df), baseline))
+    truth = cfg.data.true_frequency
+    if truth and truth in df:
+        best = scores(claims, expo, df[truth].to_numpy(float))
+        out["best_poisson_deviance"] = best["poisson_deviance"]
+        out["best_d2"] = best["d2"]
+        out["d2_ratio"] = out["d2"] / best["d2"] if best["d2"] > 0 else float("nan")
+    return out
+
+
+def poisson_deviance(claims: np.ndarray, expo: np.ndarray, predicted: np.ndarray) -> float:
+    """Exposure-weighted mean Poisson deviance of predicted frequencies."""
+    from sklearn.metrics import mean_poisson_deviance
+
+    return float(mean_poisson_deviance(claims / expo, predicted, sample_weight=expo))
+
+
+def training_metrics(cfg: DictConfig, fitted: Fit, validation: pd.DataFrame) -> dict[str, float]:
+    """Score the splits training reports, predicting each at most once.
+
+    The validation metrics are kept in the model (the evaluate step reuses
+    them); the train deviance comes from the fit itself where the model
+    tracked it.
+    """
+    model = fitted.model
+    assert fitted.validation is not None
+    predicted = model.predict_features(fitted.validation[0])
+    model.metrics["validation"] = split_metrics(
+        cfg, validation, predicted, model.train_mean_frequency
+    )
+    values: dict[str, dict[str, float]] = {"validation": model.metrics["validation"]}
+    if set(TRAINING_METRICS["train"]) == {"poisson_deviance"} and fitted.train_deviance is not None:
+        values["train"] = {"poisson_deviance": fitted.train_deviance}
+    else:
+        x, y, w = fitted.train
+        values["train"] = scores(y * w, w, model.predict_features(x))
+    metrics: dict[str, float] = {}
+    for split, names in TRAINING_METRICS.items():
+        metrics |= report(split, values[split], names)
+    return metrics
 
 
 def train(
@@ -60,14 +104,11 @@ def train(
     train_df = read_input(train_dir, cfg, "train")
     validation_df = read_input(validation_dir, cfg, "validation")
     with progress(f"Fitting {cfg.model.name} on {len(train_df)} rows"):
-        model = fit(cfg.model, cfg.data, train_df, validation_df)
-    log.info("Fitted %s: %s", cfg.model.name, model.params)
-    frames = {"train": train_df, "validation": validation_df}
-    metrics: dict[str, float] = {}
-    for split, names in TRAINING_METRICS.items():
-        metrics |= report(split, score_split(model, cfg, frames[split]), names)
+        fitted = fit(cfg.model, cfg.data, train_df, validation_df)
+    log.info("Fitted %s: %s", cfg.model.name, fitted.model.params)
+    metrics = training_metrics(cfg, fitted, validation_df)
     with staged_outputs(Path(model_dir)) as stage:
-        save_model(model, stage / MODEL_FILE)
+        save_model(fitted.model, stage / MODEL_FILE)
     return metrics
 
 

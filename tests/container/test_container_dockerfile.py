@@ -117,11 +117,28 @@ def test_entrypoint_matches_the_job_contract() -> None:
     assert [json.loads(e) for e in entrypoints] == [["python", "-m", "container.entrypoint"]]
 
 
-def test_base_image_is_pinned() -> None:
+def test_base_image_is_a_build_argument_defaulting_to_the_pinned_official_image() -> None:
+    steps = instructions()
+    first_from = next(i for i, (word, _) in enumerate(steps) if word == "FROM")
+    args = dict(a.split("=", 1) for word, a in steps[:first_from] if word == "ARG" and "=" in a)
+    assert re.fullmatch(r"python:3\.11\.\d+-slim-\w+(@sha256:[0-9a-f]{64})?", args["BASE_IMAGE"]), (
+        args
+    )
+    bases = [a.split()[0] for word, a in steps if word == "FROM"]
+    assert bases == ["${BASE_IMAGE}", "${BASE_IMAGE}"]  # both stages, one base
+
+
+def test_the_ca_bundle_is_a_build_secret_never_a_layer() -> None:
+    runs = [args for word, args in instructions() if word == "RUN"]
+    assert any("--mount=type=secret,id=ca-bundle" in run for run in runs)
     for word, args in instructions():
-        if word == "FROM":
-            base = args.split()[0]
-            assert re.fullmatch(r"python:3\.11\.\d+-slim-\w+(@sha256:[0-9a-f]{64})?", base), base
+        if word in ("COPY", "ADD", "ENV"):
+            assert "ca-bundle" not in args and ".crt" not in args and ".pem" not in args, args
+
+
+def test_the_host_side_image_tool_is_not_in_the_image_package() -> None:
+    assert not (REPO_ROOT / "container" / "image.py").exists()
+    assert (REPO_ROOT / "infra" / "image.py").is_file()
 
 
 def test_every_copy_source_is_in_the_build_context() -> None:
@@ -163,8 +180,6 @@ def test_build_context_leaves_out_heavy_and_private_folders() -> None:
 def test_image_modules_never_import_the_sagemaker_sdk_or_pipelines() -> None:
     for package in IMAGE_PACKAGES:
         for path in (REPO_ROOT / package).rglob("*.py"):
-            if path.name == "image.py" and package == "container":
-                continue  # host-side tool, not run in the image
             tree = ast.parse(path.read_text())
             for node in ast.walk(tree):
                 if isinstance(node, ast.Import):
@@ -184,13 +199,13 @@ def test_locked_runtime_requirements_leave_out_the_sdk_and_dev_tools(tmp_path: P
         pytest.skip("uv is not installed (make env installs it)")
     for name in ("pyproject.toml", "uv.lock"):
         shutil.copy(REPO_ROOT / name, tmp_path / name)
-    command = [uv, "export", "--frozen", "--no-dev", "--no-emit-project", "--format"]
+    command = [uv, "export", "--frozen", "--no-default-groups", "--no-emit-project", "--format"]
     result = subprocess.run(
         [*command, "requirements-txt"], cwd=tmp_path, capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stderr
     pinned = dict(re.findall(r"^([a-z0-9_.-]+)==([^\s;\\]+)", result.stdout, flags=re.MULTILINE))
     assert {"scikit-learn", "hydra-core", "pandas", "boto3", "matplotlib"} <= set(pinned)
-    for name in ("sagemaker", "pytest", "moto", "ruff"):
+    for name in ("sagemaker", "pytest", "moto", "ruff", "optuna", "sqlalchemy"):
         assert name not in pinned
     assert "--hash=sha256:" in result.stdout

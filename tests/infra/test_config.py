@@ -41,7 +41,7 @@ def test_config_cli_writes_a_file_the_default_composition_picks_up(
     assert sm.bucket == deployed["DataBucket"]
     assert sm.config_bucket == deployed["ConfigBucket"]
     assert sm.prefix == deployed["S3Prefix"]
-    assert sm.image_uri == deployed["EcrRepositoryUri"] + ":latest"
+    assert sm.image_uri is None  # nothing pushed yet: `make push-image` records one
     assert sm.ecr_repository == deployed["EcrRepositoryName"]
     assert sm.model_package_group == deployed["ModelPackageGroupName"]
     assert sm.kms_key_id == deployed["KmsKeyArn"]

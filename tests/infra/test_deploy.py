@@ -67,7 +67,7 @@ def test_deploy_creates_the_resources(deployed: dict[str, str]) -> None:
         "repositories"
     ]
     assert repo["repositoryUri"] == deployed["EcrRepositoryUri"]
-    assert repo["imageTagMutability"] == "MUTABLE"
+    assert repo["imageTagMutability"] == "IMMUTABLE"
     # moto's ECR handler keeps the scan and encryption settings in CloudFormation's
     # casing and reports them empty: test_template checks them in the template.
 
