@@ -299,7 +299,7 @@ def test_splits_too_small_for_their_metrics_are_refused(
 def test_categories_beyond_the_model_limit_are_grouped_and_stored(claims: pd.DataFrame) -> None:
     wide = claims.assign(Region=[f"R{i % 300}" for i in range(len(claims))])
     cfg = compose(["model.max_bins=32", "model.max_iter=5", "model.early_stopping=false"])
-    model = fit(cfg.model, cfg.data, wide)
+    model = fit(cfg.model, cfg.data, wide).model
     assert len(model.levels["Region"]) == 31
     unseen = wide.head(3).assign(Region="never-seen")
     assert np.isfinite(model.predict(unseen)).all()
