@@ -385,8 +385,8 @@ def test_model_with_other_features_is_refused_at_evaluation(
         (["tuning.max_jobs=0"], "tuning.max_jobs=0 must be at least 1"),
         (["tuning.max_parallel_jobs=0"], "tuning.max_parallel_jobs=0 must be at least 1"),
         (["tuning.objective_metric=test:gini"], "'test:gini' is not reported by training"),
-        (["tuning.objective_type=Lowest"], "use Minimize or Maximize"),
-        (["tuning.strategy=Grid"], "use Bayesian or Random"),
+        (["tuning.objective_type=Lowest"], "tuning.objective_type=Lowest"),
+        (["tuning.strategy=Grid"], "tuning.strategy=Grid"),
         (["tuning.parameters.max_leaf_nodes.min=1"], "the value 1.0 is out of range"),
         (["tuning.parameters.learning_rate.min=0"], "Logarithmic scaling and needs min > 0"),
         (["tuning.parameters.max_leaf_nodes.min=8.5"], "needs whole-number bounds"),
@@ -396,7 +396,7 @@ def test_model_with_other_features_is_refused_at_evaluation(
 def test_tuning_budget_objective_and_ranges_are_checked(
     overrides: list[str], expected: str
 ) -> None:
-    assert expected in message(check_tuning, compose(overrides))
+    assert expected in message(lambda: check_tuning(compose_checked(overrides)))
 
 
 # ---------------------------------------------------------------------- 9. formats
