@@ -100,10 +100,20 @@ run-image-local: env ## Run a job command in the image with a temporary /opt/ml 
 
 test-image: env-sagemaker ## Build the image (BASE=<image> to build on another base) and run its contract tests
 	$(RUN) python -m infra.image build $(if $(BASE),--base $(BASE)) $(if $(CA_BUNDLE),--ca-bundle $(CA_BUNDLE))
-	IMAGE_UNDER_TEST=$$($(RUN) python -m infra.image name) $(RUN) pytest tests/image -n 0 $(ARGS)
+	IMAGE_UNDER_TEST=$$($(RUN) python -m infra.image name) $(RUN) pytest tests/image tests/serve/test_serve_http.py -n 0 $(ARGS)
 
 deploy-infra: env ## Deploy infra/ with CloudFormation into the current AWS account
 	$(RUN) python -m infra.cli deploy $(ARGS)
 
 infra-config: env ## Write the stack outputs into conf/sagemaker/stack.yaml
 	$(RUN) python -m infra.cli config $(ARGS)
+
+.PHONY: serve-local score-local deploy-model
+serve-local: env ## Serve a model over HTTP on 127.0.0.1:8080 (ARGS="--model <run folder|model.tar.gz|execution>")
+	$(RUN) python -m pipelines.serve_local $(ARGS)
+
+score-local: env ## Score a CSV/Parquet file of policies into a new outputs/scores folder (ARGS="policies.csv")
+	$(RUN) python -m pipelines.score_local $(ARGS)
+
+deploy-model: env ## Deploy the latest Approved model package to a SageMaker endpoint (conf/deploy)
+	$(RUN) python -m pipelines.deploy $(ARGS)

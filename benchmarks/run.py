@@ -9,7 +9,9 @@ Prints, from one run:
 - D^2(model) / D^2(true frequency) on the synthetic test set for hgb_poisson
   and glm_poisson (the default model should reach 0.9);
 - wall time and peak memory of a local run at 1x and 10x the default rows;
-- ``make pipeline-definition`` against importing the SageMaker SDK alone.
+- ``make pipeline-definition`` against importing the SageMaker SDK alone;
+- the model server: single-row latency and 100,000-row batch throughput over
+  HTTP against ``predict`` in-process (``benchmarks/serving.py``).
 Results are also saved as JSON under ``bench-results/``.
 """
 
@@ -26,6 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from benchmarks.serving import serving, serving_report
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_ROWS = 678_013
@@ -189,6 +193,7 @@ def main() -> None:
         results["d2_ratio"] = d2_ratios(tmp)
         results["scaling"] = scaling(tmp, [int(f) for f in args.scales.split(",")])
         results["image"] = image_size()
+        results["serving"] = serving(tmp)
     print(report(results))
     out = ROOT / "bench-results" / f"{time.strftime('%Y-%m-%d_%H-%M-%S')}.json"
     out.parent.mkdir(exist_ok=True)
@@ -222,6 +227,7 @@ def report(results: dict[str, Any]) -> str:
         lines.append(f"  definition       {pd['definition_s']:6.1f} s")
         lines.append(f"  beyond import    {pd['beyond_import_s']:6.1f} s")
     lines += image_report(results.get("image"))
+    lines += serving_report(results.get("serving"))
     return "\n".join(lines)
 
 

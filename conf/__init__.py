@@ -21,6 +21,8 @@ from conf.schema import Config, ParameterType, register_configs, schemas
 
 CONF_DIR = Path(__file__).resolve().parent
 CONFIG_NAME = "config"
+# The resolved config a run or a job saves beside its outputs (and the channel holds).
+CONFIG_FILE = "config.yaml"
 GROUPS = tuple(
     sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir() and not p.name.startswith("_"))
 )

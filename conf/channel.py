@@ -27,12 +27,11 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from conf import CONF_DIR, compose, merge_overrides, to_yaml
+from conf import CONF_DIR, CONFIG_FILE, compose, merge_overrides, to_yaml
 from conf.secrets import check_runtime_overrides
 
 TREE = "conf"
 OVERRIDES_FILE = "overrides.yaml"
-CONFIG_FILE = "config.yaml"
 VERSION_FILE = "version"
 # 1: no version file (schema nodes named `<option>_schema`, defaults in the dataclasses).
 # 2: schema nodes under `schema/`, defaults in the YAML only, enums for choices.

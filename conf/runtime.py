@@ -16,7 +16,7 @@ from omegaconf import DictConfig
 from conf import override_key
 
 # Groups (and their keys) read only when the pipeline is built.
-UPSERT_ONLY = ("sagemaker", "pipeline", "tuning", "schedule", "experiment", "hydra")
+UPSERT_ONLY = ("sagemaker", "pipeline", "tuning", "schedule", "deploy", "experiment", "hydra")
 
 
 class StartOverrideError(ValueError):

@@ -202,6 +202,28 @@ class ScheduleConfig:
     parameters: dict[str, str] = MISSING
 
 
+class DeployMode(StrEnum):
+    realtime = "realtime"
+    serverless = "serverless"
+
+
+@dataclass
+class DeployConfig:
+    """Where ``make deploy-model`` serves the latest Approved model package."""
+
+    endpoint_name: str = MISSING
+    mode: DeployMode = MISSING
+    variant_name: str = MISSING
+    instance_type: str = MISSING
+    instance_count: int = MISSING
+    serverless_memory_mb: int = MISSING
+    serverless_max_concurrency: int = MISSING
+    model_server_workers: int | None = MISSING
+    model_server_timeout: int = MISSING
+    inference_instance_types: list[str] = MISSING
+    transform_instance_types: list[str] = MISSING
+
+
 @dataclass
 class Config:
     data: Any = MISSING
@@ -212,6 +234,7 @@ class Config:
     sagemaker: SageMakerConfig = MISSING
     pipeline: PipelineConfig = MISSING
     schedule: ScheduleConfig = MISSING
+    deploy: DeployConfig = MISSING
     seed: int = MISSING
 
 

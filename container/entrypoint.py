@@ -26,12 +26,27 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from conf import merge_overrides, to_yaml
-from conf.channel import CONFIG_FILE as CHANNEL_CONFIG
 from conf.channel import OVERRIDES_FILE, compose_from_channel, parse_overrides
 from conf.runtime import StartOverrideError, check_start_overrides
 from container import hyperparameters
-from container.paths import CONFIG_CHANNEL, MODEL_ARCHIVE, OptMl
-from steps.contract import MODEL_FILE, SPLITS, UNSET, unset_to_empty
+from container.paths import MODEL_ARCHIVE, OptMl
+from steps.contract import (
+    CONFIG_CHANNEL,
+    CONFIG_FILE,
+    ENTRYPOINT,
+    EVALUATE,
+    EVALUATION_OUTPUT,
+    INPUT_DATA_FLAG,
+    MODEL_FILE,
+    MODEL_INPUT,
+    MODEL_QUALITY_FILE,
+    OVERRIDES_FLAG,
+    PREPARE,
+    SPLITS,
+    TRAIN,
+    UNSET,
+    unset_to_empty,
+)
 from steps.errors import ConfigError, DataError, UserError, require_complete
 
 # The step modules (scikit-learn, pandas, matplotlib) are imported by the command
@@ -39,9 +54,6 @@ from steps.errors import ConfigError, DataError, UserError, require_complete
 # fails in a second.
 
 log = logging.getLogger("container")
-CONFIG_FILE = "config.yaml"
-MODEL_QUALITY_FILE = "model_quality.json"
-EVALUATION_OUTPUT = "evaluation"
 # Metrics in SageMaker's model-quality statistics format (regression_metrics).
 QUALITY_METRICS = ("poisson_deviance", "d2", "gini", "mae", "mse")
 
@@ -75,7 +87,7 @@ def compose_job(channel: Path, runtime: Sequence[str]) -> DictConfig:
 
 def check_start_time(channel: Path, overrides: Sequence[str]) -> None:
     """Refuse the user's start-time overrides that the pipeline cannot honour (``conf.runtime``)."""
-    upserted = channel / CHANNEL_CONFIG
+    upserted = channel / CONFIG_FILE
     if not overrides or not upserted.is_file():
         return
     try:
@@ -148,7 +160,9 @@ def run_train(paths: OptMl, overrides: str) -> None:
 
 def run_evaluate(paths: OptMl, overrides: str) -> None:
     """Processing job: score the model on test (and validation) into output/evaluation."""
-    model_input = require_input(paths.processing_input("model"), "processing input 'model'")
+    model_input = require_input(
+        paths.processing_input(MODEL_INPUT), f"processing input '{MODEL_INPUT}'"
+    )
     test_dir = require_input(paths.processing_input("test"), "processing input 'test'")
     validation = paths.processing_input("validation")
     channel, runtime = paths.processing_input(CONFIG_CHANNEL), runtime_overrides(overrides)
@@ -175,9 +189,9 @@ def run_evaluate(paths: OptMl, overrides: str) -> None:
 
 
 COMMANDS: dict[str, Callable[[OptMl, str], None]] = {
-    "prepare": run_prepare,
-    "train": run_train,
-    "evaluate": run_evaluate,
+    PREPARE: run_prepare,
+    TRAIN: run_train,
+    EVALUATE: run_evaluate,
 }
 
 
@@ -208,7 +222,7 @@ def unpack_model(model_input: Path, scratch: Path) -> Path:
         )
     try:
         with tarfile.open(archives[0]) as tar:
-            tar.extractall(scratch, filter="data")
+            extract_safely(tar, scratch)
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise DataError(f"Cannot unpack '{archives[0]}': {_one_paragraph(exc)}") from exc
     if not (scratch / MODEL_FILE).is_file():
@@ -233,6 +247,26 @@ def with_trained_model(cfg: DictConfig, model_dir: Path) -> DictConfig:
     out = cfg.copy()
     out.model = model
     return out
+
+
+def extract_safely(tar: tarfile.TarFile, target: Path) -> None:
+    """Unpack regular files and folders only, all inside ``target``.
+
+    Python 3.11.4 and later do this with the ``data`` filter; older 3.11 releases
+    (Debian's 3.11.2 among them) have no filters, so the same rule is checked here.
+    """
+    if hasattr(tarfile, "data_filter"):
+        tar.extractall(target, filter="data")
+        return
+    root = target.resolve()
+    for member in tar.getmembers():
+        inside = (root / member.name).resolve().is_relative_to(root)
+        if not inside or not (member.isfile() or member.isdir()):
+            raise DataError(
+                f"The model archive holds '{member.name}', which is not a plain file or folder "
+                "inside the archive: refusing to unpack it."
+            )
+    tar.extractall(target)
 
 
 def model_quality(test: dict[str, float]) -> dict[str, Any]:
@@ -278,16 +312,16 @@ class _Parser(argparse.ArgumentParser):
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = _Parser(prog="python -m container.entrypoint", description=__doc__.split("\n")[0])
+    parser = _Parser(prog=" ".join(ENTRYPOINT), description=__doc__.split("\n")[0])
     parser.add_argument("command", choices=sorted(COMMANDS), help="the job to run")
     parser.add_argument(
-        "--overrides",
+        OVERRIDES_FLAG,
         default="",
         help='Hydra overrides applied after the config channel, e.g. "model=glm_poisson"; '
         f"'{UNSET}': none",
     )
     parser.add_argument(
-        "--input-data-uri",
+        INPUT_DATA_FLAG,
         default="",
         help="read this CSV/Parquet data set (data=file data.path=URI); "
         f"'{UNSET}' or empty: the configured source",
@@ -297,6 +331,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one job command; return the process exit code."""
+    args_list = sys.argv[1:] if argv is None else list(argv)
+    if args_list[:1] == ["serve"]:  # SageMaker hosting and batch transform start `serve`
+        from container.serve import main as serve
+
+        return serve(args_list[1:])
     logging.basicConfig(
         level=logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -24,11 +24,9 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.nodes import BooleanNode, FloatNode, IntegerNode
 
 from steps import contract
-from steps.contract import unset_to_empty
+from steps.contract import INPUT_DATA_KEY, OVERRIDES_KEY, unset_to_empty
 from steps.errors import ConfigError
 
-OVERRIDES_KEY = "overrides"
-INPUT_DATA_KEY = "input_data_uri"
 PLATFORM_PREFIXES = ("_", "sagemaker_")
 _KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 _TRUE, _FALSE = {"true", "yes", "on", "1"}, {"false", "no", "off", "0"}

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_ROOT = "/opt/ml"
-CONFIG_CHANNEL = "config"
 MODEL_ARCHIVE = "model.tar.gz"
+HYPERPARAMETERS_FILE = "hyperparameters.json"
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ class OptMl:
     # Training jobs ---------------------------------------------------------------
     @property
     def hyperparameters(self) -> Path:
-        return self.root / "input" / "config" / "hyperparameters.json"
+        return self.root / "input" / "config" / HYPERPARAMETERS_FILE
 
     def channel(self, name: str) -> Path:
         """A training job input channel: ``input/data/<name>``."""
@@ -60,3 +60,7 @@ class OptMl:
     def message(self) -> Path:
         """Processing jobs report this file's text as the ExitMessage."""
         return self.root / "output" / "message"
+
+
+# The layout a job sees inside SageMaker, for code that writes job requests.
+JOB = OptMl(Path(DEFAULT_ROOT))

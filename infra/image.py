@@ -39,6 +39,18 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from container.paths import JOB, MODEL_ARCHIVE, OptMl
+from steps.contract import (
+    CONFIG_CHANNEL,
+    EVALUATION_OUTPUT,
+    JOBS,
+    MODEL_INPUT,
+    OVERRIDES_KEY,
+    PREPARE,
+    SPLITS,
+    TRAIN,
+    UNSET,
+)
 from steps.errors import UserError, compose_checked
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -48,7 +60,6 @@ DOCKERFILE = "container/Dockerfile"
 IMAGE_SOURCES = ("pyproject.toml", "uv.lock", "conf", "steps", "container", ".dockerignore")
 DEFAULT_PLATFORM = "linux/amd64"  # SageMaker's ml.m5/ml.c5 instances are x86_64
 ENGINES = ("docker", "podman", "finch")
-JOBS = ("prepare", "train", "evaluate")
 # run-local prepares small synthetic data unless the overrides say otherwise.
 RUN_LOCAL_DEFAULTS = ("data.n_rows=20000",)
 
@@ -606,14 +617,16 @@ def job_mounts(tree: Path) -> list[tuple[Path, str]]:
     Processing inputs and outputs, training channels, the hyperparameters
     folder, the model folder and the output (failure) folder.
     """
-    mounts = []
-    for parent in ("processing/input", "processing/output", "input/data"):
-        folder = tree / parent
-        if folder.is_dir():
-            mounts += [(p, f"/opt/ml/{parent}/{p.name}") for p in sorted(folder.iterdir())]
-    for rel in ("input/config", "model", "output"):
-        if (tree / rel).is_dir():
-            mounts.append((tree / rel, f"/opt/ml/{rel}"))
+    local = OptMl(tree)
+    folders = [local.processing_input(""), local.processing_outputs, local.channel("")]
+    mounts = [
+        (p, str(JOB.root / p.relative_to(tree)))
+        for folder in folders
+        if folder.is_dir()
+        for p in sorted(folder.iterdir())
+    ]
+    singles = (local.hyperparameters.parent, local.model, local.failure.parent)
+    mounts += [(f, str(JOB.root / f.relative_to(tree))) for f in singles if f.is_dir()]
     return mounts
 
 
@@ -624,47 +637,44 @@ def prepare_tree(tree: Path, job: str, overrides: Sequence[str]) -> None:
     job runs, so the container run exercises only the one command.
     """
     from conf.channel import write_channel
-    from container.entrypoint import EVALUATION_OUTPUT
-    from steps.contract import SPLITS
 
-    (tree / "output").mkdir(parents=True, exist_ok=True)
-    processing = tree / "processing"
-    if job == "prepare":
-        write_channel(processing / "input" / "config", overrides)
+    local = OptMl(tree)
+    local.failure.parent.mkdir(parents=True, exist_ok=True)
+    if job == PREPARE:
+        write_channel(local.processing_input(CONFIG_CHANNEL), overrides)
         for split in SPLITS:
-            (processing / "output" / split).mkdir(parents=True)
+            local.processing_output(split).mkdir(parents=True)
         return
     with tempfile.TemporaryDirectory(prefix="run-local-") as tmp:
         _job_inputs(tree, job, overrides, Path(tmp))
-    if job == "train":
-        (tree / "model").mkdir()
+    if job == TRAIN:
+        local.model.mkdir()
     else:
-        (processing / "output" / EVALUATION_OUTPUT).mkdir(parents=True)
+        local.processing_output(EVALUATION_OUTPUT).mkdir(parents=True)
 
 
 def _job_inputs(tree: Path, job: str, overrides: Sequence[str], scratch: Path) -> None:
     from conf.channel import write_channel
     from steps.prepare import prepare
 
-    processing = tree / "processing" / "input"
-    if job == "train":
-        cfg = write_channel(tree / "input" / "data" / "config", overrides)
+    local = OptMl(tree)
+    if job == TRAIN:
+        cfg = write_channel(local.channel(CONFIG_CHANNEL), overrides)
         splits = prepare(cfg, scratch / "data")
         for name in ("train", "validation"):
-            shutil.copytree(splits[name], tree / "input" / "data" / name)
-        params = tree / "input" / "config" / "hyperparameters.json"
-        params.parent.mkdir(parents=True)
-        params.write_text(json.dumps({"overrides": ""}) + "\n")
+            shutil.copytree(splits[name], local.channel(name))
+        local.hyperparameters.parent.mkdir(parents=True)
+        local.hyperparameters.write_text(json.dumps({OVERRIDES_KEY: UNSET}) + "\n")
         return
     from steps.train import train
 
-    cfg = write_channel(processing / "config", overrides)
+    cfg = write_channel(local.processing_input(CONFIG_CHANNEL), overrides)
     splits = prepare(cfg, scratch / "data")
     train(cfg, splits["train"], splits["validation"], scratch / "model")
     for name in ("test", "validation"):
-        shutil.copytree(splits[name], processing / name)
-    (processing / "model").mkdir()
-    with tarfile.open(processing / "model" / "model.tar.gz", "w:gz") as tar:
+        shutil.copytree(splits[name], local.processing_input(name))
+    local.processing_input(MODEL_INPUT).mkdir()
+    with tarfile.open(local.processing_input(MODEL_INPUT) / MODEL_ARCHIVE, "w:gz") as tar:
         for path in sorted((scratch / "model").iterdir()):
             tar.add(path, arcname=path.name)
 
@@ -749,7 +759,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         rest = list(args.rest)
         if args.action == "run-local":
-            job = rest.pop(0) if rest and rest[0] in JOBS else "train"
+            job = rest.pop(0) if rest and rest[0] in JOBS else TRAIN
             return run_local(rest, args.image, job, args.platform)
         cfg = compose_checked(rest)
         if args.action == "name":

@@ -52,16 +52,31 @@ from sagemaker.train import ModelTrainer
 from sagemaker.train.configs import Compute, InputData, OutputDataConfig, StoppingCondition
 from sagemaker.train.tuner import HyperparameterTuner
 
-from steps.contract import METRIC_NAMES, METRIC_REGEX, METRICS_FILE, SPLITS, UNSET
+from container.paths import JOB
+from steps.contract import (
+    CONFIG_CHANNEL,
+    ENTRYPOINT,
+    EVALUATE,
+    EVALUATION_OUTPUT,
+    INPUT_DATA_PARAMETER,
+    JOB_ARGUMENTS,
+    JOB_HYPERPARAMETERS,
+    METRIC_NAMES,
+    METRIC_REGEX,
+    METRICS_FILE,
+    MODEL_INPUT,
+    MODEL_QUALITY_FILE,
+    OVERRIDES_PARAMETER,
+    PREPARE,
+    REQUEST_CONTENT_TYPES,
+    RESPONSE_CONTENT_TYPES,
+    SPLITS,
+    UNSET,
+)
 
-# Paths of the container contract.
-PROCESSING = "/opt/ml/processing"
-ENTRYPOINT = ["python", "-m", "container.entrypoint"]
-MODEL_QUALITY_FILE = "model_quality.json"
-# Processing job flag -> the pipeline parameter it carries (see ``job_arguments``).
-JOB_ARGUMENTS = {"--overrides": "HydraOverrides", "--input-data-uri": "InputDataUri"}
-# Training hyperparameter -> the pipeline parameter it carries.
-JOB_HYPERPARAMETERS = {"overrides": "HydraOverrides", "input_data_uri": "InputDataUri"}
+# The splits a training job reads (channels) and an evaluation job scores (inputs).
+TRAINING_SPLITS = ("train", "validation")
+EVALUATION_SPLITS = ("test", "validation")
 
 
 def parameters(cfg: DictConfig) -> dict[str, ParameterString | ParameterFloat]:
@@ -72,7 +87,7 @@ def parameters(cfg: DictConfig) -> dict[str, ParameterString | ParameterFloat]:
     """
     sm = cfg.sagemaker
     return {
-        "InputDataUri": ParameterString("InputDataUri", default_value=UNSET),
+        INPUT_DATA_PARAMETER: ParameterString(INPUT_DATA_PARAMETER, default_value=UNSET),
         "ProcessingInstanceType": ParameterString(
             "ProcessingInstanceType", default_value=sm.processing_instance_type
         ),
@@ -87,8 +102,8 @@ def parameters(cfg: DictConfig) -> dict[str, ParameterString | ParameterFloat]:
         "QualityThreshold": ParameterFloat(
             "QualityThreshold", default_value=float(cfg.pipeline.max_test_deviance)
         ),
-        "HydraOverrides": ParameterString(
-            "HydraOverrides", default_value=cfg.pipeline.overrides or UNSET
+        OVERRIDES_PARAMETER: ParameterString(
+            OVERRIDES_PARAMETER, default_value=cfg.pipeline.overrides or UNSET
         ),
     }
 
@@ -170,12 +185,13 @@ def _retry_policies(cfg: DictConfig, job: bool = True) -> list[Any]:
     return policies
 
 
-def _s3_input(name: str, uri: Any, local: str) -> ProcessingInput:
+def _s3_input(name: str, uri: Any) -> ProcessingInput:
+    """Processing input ``name`` at the job's ``/opt/ml/processing/input/<name>``."""
     return ProcessingInput(
         input_name=name,
         s3_input=ProcessingS3Input(
             s3_uri=uri,
-            local_path=local,
+            local_path=str(JOB.processing_input(name)),
             s3_data_type="S3Prefix",
             s3_input_mode="File",
             s3_data_distribution_type="FullyReplicated",
@@ -183,7 +199,9 @@ def _s3_input(name: str, uri: Any, local: str) -> ProcessingInput:
     )
 
 
-def _s3_output(name: str, uri: Any, local: str) -> ProcessingOutput:
+def _s3_output(name: str, uri: Any) -> ProcessingOutput:
+    """Processing output ``name`` from the job's ``/opt/ml/processing/output/<name>``."""
+    local = str(JOB.processing_output(name))
     return ProcessingOutput(
         output_name=name,
         s3_output=ProcessingS3Output(s3_uri=uri, local_path=local, s3_upload_mode="EndOfJob"),
@@ -223,15 +241,12 @@ def get_pipeline(cfg: DictConfig, session: PipelineSession, config_uri: str) -> 
             tags=tags(cfg),
         )
 
-    config_input = _s3_input("config", config_uri, f"{PROCESSING}/input/config")
+    config_input = _s3_input(CONFIG_CHANNEL, config_uri)
 
     # ------------------------------------------------------------------ Prepare
-    prepare_args = processor("prepare").run(
+    prepare_args = processor(PREPARE).run(
         inputs=[config_input],
-        outputs=[
-            _s3_output(split, run_uri("data", split), f"{PROCESSING}/output/{split}")
-            for split in SPLITS
-        ],
+        outputs=[_s3_output(split, run_uri("data", split)) for split in SPLITS],
         arguments=job_arguments(params),
     )
     prepare = ProcessingStep(
@@ -270,9 +285,8 @@ def get_pipeline(cfg: DictConfig, session: PipelineSession, config_uri: str) -> 
         [MetricDefinition(name=m["Name"], regex=m["Regex"]) for m in metric_definitions()]
     )
     channels = [
-        InputData(channel_name="train", data_source=split_uri["train"]),
-        InputData(channel_name="validation", data_source=split_uri["validation"]),
-        InputData(channel_name="config", data_source=config_uri),
+        *(InputData(channel_name=s, data_source=split_uri[s]) for s in TRAINING_SPLITS),
+        InputData(channel_name=CONFIG_CHANNEL, data_source=config_uri),
     ]
     if cfg.pipeline.mode == "tune":
         tuning = cfg.tuning
@@ -310,17 +324,16 @@ def get_pipeline(cfg: DictConfig, session: PipelineSession, config_uri: str) -> 
 
     # ----------------------------------------------------------------- Evaluate
     metrics_file = PropertyFile(
-        name="EvaluationMetrics", output_name="evaluation", path=METRICS_FILE
+        name="EvaluationMetrics", output_name=EVALUATION_OUTPUT, path=METRICS_FILE
     )
-    evaluation_uri = run_uri("evaluation")
-    evaluate_args = processor("evaluate").run(
+    evaluation_uri = run_uri(EVALUATION_OUTPUT)
+    evaluate_args = processor(EVALUATE).run(
         inputs=[
             config_input,
-            _s3_input("model", model_uri, f"{PROCESSING}/input/model"),
-            _s3_input("test", split_uri["test"], f"{PROCESSING}/input/test"),
-            _s3_input("validation", split_uri["validation"], f"{PROCESSING}/input/validation"),
+            _s3_input(MODEL_INPUT, model_uri),
+            *(_s3_input(s, split_uri[s]) for s in EVALUATION_SPLITS),
         ],
-        outputs=[_s3_output("evaluation", evaluation_uri, f"{PROCESSING}/output/evaluation")],
+        outputs=[_s3_output(EVALUATION_OUTPUT, evaluation_uri)],
         arguments=job_arguments(params),
     )
     evaluate = ProcessingStep(
@@ -339,7 +352,9 @@ def get_pipeline(cfg: DictConfig, session: PipelineSession, config_uri: str) -> 
         property_file=metrics_file,
         json_path="test.baseline_poisson_deviance",
     )
-    evaluation_s3 = evaluate.properties.ProcessingOutputConfig.Outputs["evaluation"].S3Output.S3Uri
+    evaluation_s3 = evaluate.properties.ProcessingOutputConfig.Outputs[
+        EVALUATION_OUTPUT
+    ].S3Output.S3Uri
     model_metrics = ModelMetrics(
         model_statistics=MetricsSource(
             s3_uri=Join(on="/", values=[evaluation_s3, MODEL_QUALITY_FILE]),
@@ -354,10 +369,11 @@ def get_pipeline(cfg: DictConfig, session: PipelineSession, config_uri: str) -> 
     )
     register_args = builder.register(
         model_package_group_name=sm.model_package_group,
-        content_types=["application/x-parquet"],
-        response_types=["application/json"],
-        inference_instances=[sm.processing_instance_type],
-        transform_instances=[sm.processing_instance_type],
+        # Exactly what the image's `serve` command accepts and answers (container/serve.py).
+        content_types=list(REQUEST_CONTENT_TYPES),
+        response_types=list(RESPONSE_CONTENT_TYPES),
+        inference_instances=list(cfg.deploy.inference_instance_types),
+        transform_instances=list(cfg.deploy.transform_instance_types),
         model_metrics=model_metrics,
         approval_status=params["ModelApprovalStatus"],
     )

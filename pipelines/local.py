@@ -33,7 +33,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from conf import CONF_DIR, to_yaml, user_message
+from conf import CONF_DIR, CONFIG_FILE, to_yaml, user_message
 from conf.secrets import install_log_redaction, redact
 from steps.checks import check_config
 from steps.contract import METRICS_FILE
@@ -60,7 +60,7 @@ def run(cfg: DictConfig, out: Path) -> dict[str, Any]:
     require_complete(cfg)
     check_config(cfg)
     with staged_outputs(out) as stage:
-        (stage / "config.yaml").write_text(to_yaml(cfg))
+        (stage / CONFIG_FILE).write_text(to_yaml(cfg))
     splits = prepare(cfg, out / "data")
     train(cfg, splits["train"], splits["validation"], out / "model")
     metrics = evaluate(cfg, out / "model", splits["test"], out, validation_dir=splits["validation"])

@@ -18,15 +18,21 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from conf.channel import CONFIG_FILE, compose_from_channel, parse_overrides
+from conf import CONFIG_FILE
+from conf.channel import compose_from_channel, parse_overrides
 from conf.runtime import StartOverrideError, check_start_overrides
 from pipelines import service_rules as rules
-from steps.contract import UNSET, input_data_overrides
+from steps.contract import (
+    CONFIG_CHANNEL,
+    INPUT_DATA_PARAMETER,
+    OVERRIDES_PARAMETER,
+    UNSET,
+    input_data_overrides,
+)
 from steps.errors import ConfigError, require_complete
 
-OVERRIDES_PARAM = "HydraOverrides"
-INPUT_DATA_PARAM = "InputDataUri"
-CONFIG_INPUT = "config"
+OVERRIDES_PARAM = OVERRIDES_PARAMETER
+INPUT_DATA_PARAM = INPUT_DATA_PARAMETER
 # Request fields whose items or values a parameter may reach, with their limit.
 _LIMITED_FIELDS = {
     "Processing": (
@@ -76,7 +82,7 @@ def config_channel_uri(definition: Mapping[str, Any]) -> str:
     for step in rules.job_steps(definition):
         for item in step.get("Arguments", {}).get("ProcessingInputs", []):
             uri = item.get("S3Input", {}).get("S3Uri")
-            if item.get("InputName") == CONFIG_INPUT and isinstance(uri, str):
+            if item.get("InputName") == CONFIG_CHANNEL and isinstance(uri, str):
                 return uri
     raise ConfigError(
         "The pipeline's definition has no 'config' processing input: it was not built by this "

@@ -1,10 +1,38 @@
-"""Names the steps share with whatever runs them: file names and metric lines.
+"""The project's names shared across the job boundary: files, channels, arguments, metrics.
 
-A light module (no scientific imports), so the pipeline builder and the job
-entrypoint can use the same names without loading pandas or scikit-learn.
+The pipeline builder, the job entrypoint, the image tool and the tests import
+these; each literal is written here once. SageMaker's own names (the /opt/ml
+layout, ``hyperparameters.json``, ``model.tar.gz``) are in ``container.paths``.
+A light module (no scientific imports).
 """
 
 from __future__ import annotations
+
+from conf import CONFIG_FILE
+
+__all__ = ["CONFIG_FILE"]  # re-exported: the resolved config beside every output
+
+# The image's entrypoint command and the jobs it runs.
+ENTRYPOINT = ("python", "-m", "container.entrypoint")
+PREPARE, TRAIN, EVALUATE = "prepare", "train", "evaluate"
+JOBS = (PREPARE, TRAIN, EVALUATE)
+
+# Processing inputs and outputs, and training channels.
+CONFIG_CHANNEL = "config"
+MODEL_INPUT = "model"
+EVALUATION_OUTPUT = "evaluation"
+MODEL_QUALITY_FILE = "model_quality.json"
+
+# How a job gets the start-time values: each of two pipeline parameters reaches
+# processing jobs as one ``--flag=<value>`` argument and training jobs as a hyperparameter.
+OVERRIDES_PARAMETER = "HydraOverrides"
+INPUT_DATA_PARAMETER = "InputDataUri"
+OVERRIDES_FLAG = "--overrides"
+INPUT_DATA_FLAG = "--input-data-uri"
+OVERRIDES_KEY = "overrides"
+INPUT_DATA_KEY = "input_data_uri"
+JOB_ARGUMENTS = {OVERRIDES_FLAG: OVERRIDES_PARAMETER, INPUT_DATA_FLAG: INPUT_DATA_PARAMETER}
+JOB_HYPERPARAMETERS = {OVERRIDES_KEY: OVERRIDES_PARAMETER, INPUT_DATA_KEY: INPUT_DATA_PARAMETER}
 
 # The value of a pipeline parameter (and so of a job argument or hyperparameter)
 # that means "not set": SageMaker refuses empty container arguments and empty
@@ -48,3 +76,12 @@ def input_data_overrides(uri: str) -> list[str]:
     """
     uri = unset_to_empty(uri)
     return ["data=file", f"data.path={uri}"] if uri else []
+
+
+# Serving: what the model server accepts and answers. The registered model
+# package declares exactly these, so the registry never claims more.
+CSV_TYPE = "text/csv"
+JSON_TYPE = "application/json"
+PARQUET_TYPE = "application/x-parquet"
+REQUEST_CONTENT_TYPES = (CSV_TYPE, JSON_TYPE, PARQUET_TYPE)
+RESPONSE_CONTENT_TYPES = (JSON_TYPE, CSV_TYPE)

@@ -298,7 +298,7 @@ def test_bad_data_fails_clearly_without_outputs(tmp_path: Path, prepare_job: Job
 
 
 def test_unknown_command_fails_clearly(tmp_path: Path) -> None:
-    assert_user_failure(run_job(tmp_path / "opt-ml", "serve"), "invalid choice: 'serve'")
+    assert_user_failure(run_job(tmp_path / "opt-ml", "predict"), "invalid choice: 'predict'")
 
 
 def test_unreadable_model_archive_fails_clearly(tmp_path: Path, prepare_job: Job) -> None:

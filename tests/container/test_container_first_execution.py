@@ -151,3 +151,39 @@ def test_prepare_publishes_when_each_output_folder_is_its_own_filesystem(tmp_pat
         assert names == ["config.yaml", SPLIT_FILE], names  # no staging folder left behind
         rows += len(pd.read_parquet(published / split / SPLIT_FILE))
     assert rows == 2000
+
+
+# -------------------------------------------------------- model archives, any 3.11
+
+
+@pytest.mark.parametrize("filters", [True, False], ids=["with-filters", "python-3.11.2"])
+def test_model_archive_unpacks_safely_with_or_without_tar_filters(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, filters: bool
+) -> None:
+    import io
+    import tarfile
+
+    if not filters:
+        monkeypatch.delattr(tarfile, "data_filter", raising=False)
+    good = tmp_path / "good.tar.gz"
+    with tarfile.open(good, "w:gz") as tar:
+        data = b"model"
+        info = tarfile.TarInfo("model.joblib")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    out = tmp_path / "out"
+    out.mkdir()
+    with tarfile.open(good) as tar:
+        entrypoint.extract_safely(tar, out)
+    assert (out / "model.joblib").read_bytes() == b"model"
+
+    evil = tmp_path / "evil.tar.gz"
+    with tarfile.open(evil, "w:gz") as tar:
+        info = tarfile.TarInfo("../escape.txt")
+        info.size = 1
+        tar.addfile(info, io.BytesIO(b"x"))
+    target = tmp_path / "evil-out"
+    target.mkdir()
+    with tarfile.open(evil) as tar, pytest.raises(Exception, match="escape"):
+        entrypoint.extract_safely(tar, target)
+    assert not (tmp_path / "escape.txt").exists()

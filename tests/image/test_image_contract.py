@@ -287,12 +287,6 @@ def test_evaluate_runs_as_the_definitions_processing_job(
         else:
             shutil.copytree(sources[name], target)
     result, mounts = run_processing(engine, image, step, parameters(definition), tmp_path)
-    standin = tool.is_standin(tool.image_labels(engine, image))
-    if result.returncode != 0 and standin and "argument 'filter'" in failure(result, mounts):
-        pytest.xfail(
-            "the stand-in base's Debian Python 3.11.2 predates tarfile's extraction filters "
-            "(3.11.4), which the job uses to unpack model.tar.gz; the official base has them"
-        )
     assert result.returncode == 0, failure(result, mounts)
     (output,) = step["Arguments"]["ProcessingOutputConfig"]["Outputs"]
     folder = mounts[output["S3Output"]["LocalPath"]]

@@ -22,7 +22,7 @@ import pytest
 import conf
 from infra import image
 from infra.cli import pushed_image_uri, write_config
-from steps.contract import MODEL_FILE
+from steps.contract import MODEL_FILE, OVERRIDES_KEY, UNSET
 
 ACCOUNT = "123456789012"  # the local endpoint's default account
 REGISTRY = f"{ACCOUNT}.dkr.ecr.eu-west-1.amazonaws.com"
@@ -450,7 +450,7 @@ def test_run_local_mounts_each_folder_and_runs_the_job_offline(
         assert (data / "train" / "data.parquet").is_file()
         assert "n_rows: 2000" in (data / "config" / "config.yaml").read_text()
         params = json.loads((tree / "input" / "config" / "hyperparameters.json").read_text())
-        assert params == {"overrides": ""}
+        assert params == {OVERRIDES_KEY: UNSET}
         assert f"kept at {tree}" in capsys.readouterr().out
     finally:
         shutil.rmtree(tree, ignore_errors=True)

@@ -180,6 +180,7 @@ def test_empty_value_clears_or_is_refused(train: Built) -> None:
         ("tuning.max_jobs=3", "read only when the pipeline is built"),
         ("sagemaker.training_instance_type=ml.c5.xlarge", "read only when the pipeline is built"),
         ("pipeline=train", "read only when the pipeline is built"),
+        ("deploy.mode=serverless", "read only when the pipeline is built"),
     ],
 )
 def test_tuning_pipeline_refuses_what_it_cannot_honour(

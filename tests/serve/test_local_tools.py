@@ -1,0 +1,164 @@
+"""serve-local's model resolution and tree, score-local, and the server's settings (in-process)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import sys
+import tarfile
+import urllib.request
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from container import serve
+from pipelines import score_local, serve_local
+from steps.errors import DataError
+from steps.score import Scorer
+from tests.serve.support import Trained, free_port, start_server, stop
+
+
+def make_runs(trained: Trained, root: Path) -> Path:
+    """outputs/runs with an older finished run, the newest finished one, and a newer failed one."""
+    runs = root / "runs"
+    for name in ("2026-01-01_00-00-00_000001", "2026-01-02_00-00-00_000001"):
+        shutil.copytree(trained.run, runs / name)
+    failed = runs / "2026-01-03_00-00-00_000001"
+    (failed / "model").mkdir(parents=True)
+    return runs
+
+
+def test_newest_successful_run_and_named_sources(trained: Trained, tmp_path: Path) -> None:
+    runs = make_runs(trained, tmp_path)
+    assert serve_local.resolve(None, runs=runs) == runs / "2026-01-02_00-00-00_000001" / "model"
+    older = runs / "2026-01-01_00-00-00_000001"
+    assert serve_local.resolve(str(older), runs=runs) == older / "model"
+
+    archive = tmp_path / "job" / "output" / "model.tar.gz"
+    archive.parent.mkdir(parents=True)
+    with tarfile.open(archive, "w:gz") as tar:
+        for name in ("model.joblib", "config.yaml"):
+            tar.add(trained.model_dir / name, arcname=name)
+    assert serve_local.resolve(str(archive)) == archive
+
+    # A local pipeline execution: its record names the model it registered.
+    pipelines = tmp_path / "pipelines"
+    stored = pipelines / "s3" / "bucket" / "runs" / "abc123" / "model.tar.gz"
+    stored.parent.mkdir(parents=True)
+    shutil.copy(archive, stored)
+    (pipelines / "abc123").mkdir()
+    record = {
+        "PipelineExecutionStatus": "Succeeded",
+        "Local": {
+            "Steps": {
+                "Register": {
+                    "Request": {
+                        "InferenceSpecification": {
+                            "Containers": [{"ModelDataUrl": "s3://bucket/runs/abc123/model.tar.gz"}]
+                        }
+                    }
+                }
+            }
+        },
+    }
+    (pipelines / "abc123" / "execution.json").write_text(json.dumps(record))
+    assert serve_local.resolve("abc123", pipelines=pipelines) == stored
+    with serve_local.model_tree(stored) as root:
+        assert sorted(p.name for p in (root / "model").iterdir()) == [
+            "config.yaml",
+            "model.joblib",
+        ]
+
+    with pytest.raises(DataError, match="No successful local run"):
+        serve_local.resolve(None, runs=tmp_path / "none")
+    with pytest.raises(DataError, match="is not a local run folder"):
+        serve_local.resolve(str(tmp_path / "missing"))
+
+
+def test_score_local_writes_a_new_folder_each_time(
+    trained: Trained, scorer: Scorer, tmp_path: Path
+) -> None:
+    policies = trained.test.drop(columns=["ClaimNb"]).head(50)
+    source = tmp_path / "policies.csv"
+    policies.to_csv(source, index=False)
+    run = str(trained.run)
+    scores = tmp_path / "scores"
+    first = score_local.score_file(source, run, scores=scores)
+    second = score_local.score_file(source, run, scores=scores)
+    assert first.parent != second.parent and first.read_bytes() == second.read_bytes()
+    result = pd.read_csv(first)
+    assert list(result.columns) == [*policies.columns, "frequency", "expected_claims"]
+    expected = scorer.model.predict(policies)
+    pd.testing.assert_series_equal(
+        result["frequency"], pd.Series(expected, name="frequency"), rtol=1e-12
+    )
+    summary = json.loads((first.parent / "score.json").read_text())
+    assert summary["rows"] == 50
+
+    parquet = tmp_path / "policies.parquet"
+    policies.to_parquet(parquet)
+    out = score_local.score_file(parquet, run, out=tmp_path / "mine")
+    assert out == tmp_path / "mine" / "predictions.parquet"
+    with pytest.raises(DataError, match="not empty"):
+        score_local.score_file(parquet, run, out=tmp_path / "mine")
+
+
+def test_score_local_bad_input_exit_2(
+    trained: Trained, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.csv"
+    trained.test.drop(columns=["DrivAge"]).head(5).to_csv(bad, index=False)
+    assert score_local.main([str(bad), "--model", str(trained.run)]) == 2
+    err = capsys.readouterr().err
+    assert "Missing feature column 'DrivAge'" in err and "Traceback" not in err
+    assert score_local.main([str(tmp_path / "x.txt"), "--model", str(trained.run)]) == 2
+
+
+def test_server_settings_from_sagemaker_environment(tmp_path: Path) -> None:
+    env = {
+        "SAGEMAKER_BIND_TO_PORT": "9001",
+        "SAGEMAKER_MODEL_SERVER_WORKERS": "3",
+        "SAGEMAKER_MODEL_SERVER_TIMEOUT": "12",
+        "SAGEMAKER_MAX_PAYLOAD_IN_MB": "0",
+    }
+    got = serve.settings([], env)
+    assert (got.port, got.workers, got.timeout, got.max_payload_bytes) == (9001, 3, 12, None)
+    assert serve.settings(["--port", "9002"], env).port == 9002
+    default = serve.settings([], {})
+    assert (default.port, default.timeout, default.max_payload_mb) == (8080, 60, 6)
+    options = serve.gunicorn_options(got)
+    assert options["bind"] == "0.0.0.0:9001"
+    assert (options["workers"], options["timeout"], options["worker_class"]) == (3, 12, "sync")
+    with pytest.raises(serve.ServeError, match="SAGEMAKER_MODEL_SERVER_WORKERS='many'"):
+        serve.settings([], {"SAGEMAKER_MODEL_SERVER_WORKERS": "many"})
+
+
+def test_server_without_a_model_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert serve.main(["--model-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: No trained model at") and "Traceback" not in err
+
+
+def test_serve_local_serves_a_run_and_stops_with_it(trained: Trained, tmp_path: Path) -> None:
+    """``make serve-local --model <run>``: curl-able, and its server ends with it."""
+    port = free_port()
+    command = [sys.executable, "-m", "pipelines.serve_local", "--model", str(trained.run)]
+    command += ["--port", str(port), "--workers", "1"]
+    server = start_server(command, dict(os.environ), tmp_path / "serve-local.log", port)
+    try:
+        body = trained.test.head(3).to_csv(index=False).encode()
+        request = urllib.request.Request(
+            f"{server.url}/invocations", data=body, headers={"Content-Type": "text/csv"}
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:
+            assert len(response.read().decode().splitlines()) == 3
+    finally:
+        stop(server)
+    master = re.search(r"Listening at: \S+ \((\d+)\)", server.log_text())
+    assert master, server.log_text()
+    assert server.process.returncode == 0
+    with pytest.raises(ProcessLookupError):
+        os.kill(int(master.group(1)), 0)
