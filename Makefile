@@ -20,7 +20,8 @@ PYTHONS := 3.11 3.12 3.13
 .DEFAULT_GOAL := help
 .PHONY: help env env-sagemaker local-run local-tune test test-pythons lint bench \
         pipeline-definition upsert-pipeline start-pipeline schedule-pipeline \
-        base-image build-image push-image run-image-local test-image deploy-infra infra-config clean
+        base-image build-image push-image run-image-local test-image deploy-infra infra-config clean \
+        local-pipeline local-pipeline-clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
@@ -82,6 +83,12 @@ start-pipeline: env-sagemaker ## Start an execution (ARGS="--wait --param HydraO
 
 schedule-pipeline: env-sagemaker ## Create, update or remove (ARGS=--remove) the retraining schedule
 	$(RUN) python -m pipelines.cli schedule $(ARGS)
+
+local-pipeline: env-sagemaker ## Execute the pipeline definition here, as SageMaker would (ARGS="--param QualityThreshold=0.5 pipeline=tune")
+	$(RUN) python -m pipelines.executor $(ARGS)
+
+local-pipeline-clean: env ## Remove old local pipeline executions and what they stored (ARGS="--keep 3")
+	$(RUN) python -m pipelines.executor clean $(ARGS)
 
 clean: ## Remove the environments (outputs are kept)
 	rm -rf .venv .venv-3.* .tools

@@ -1,4 +1,4 @@
-"""Run one command and print its wall time and peak memory (RSS) as JSON."""
+"""Run one command and print its wall time, CPU time and peak memory (RSS) as JSON."""
 
 from __future__ import annotations
 
@@ -16,8 +16,9 @@ def main(cmd: list[str]) -> None:
     if result.returncode != 0:
         sys.stderr.write(result.stderr)
         sys.exit(result.returncode)
-    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    print(json.dumps({"wall_s": wall, "peak_mib": peak_kib / 1024}))
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = usage.ru_utime + usage.ru_stime  # less sensitive than wall time to other load
+    print(json.dumps({"wall_s": wall, "cpu_s": cpu, "peak_mib": usage.ru_maxrss / 1024}))
 
 
 if __name__ == "__main__":

@@ -11,7 +11,9 @@ Prints, from one run:
 - wall time and peak memory of a local run at 1x and 10x the default rows;
 - ``make pipeline-definition`` against importing the SageMaker SDK alone;
 - the model server: single-row latency and 100,000-row batch throughput over
-  HTTP against ``predict`` in-process (``benchmarks/serving.py``).
+  HTTP against ``predict`` in-process (``benchmarks/serving.py``);
+- ``make local-pipeline`` (train variant, default data) against ``make local-run``
+  on the same data, with where its time goes (target ratio: at most 2).
 Results are also saved as JSON under ``bench-results/``.
 """
 
@@ -26,6 +28,7 @@ import sys
 import sysconfig
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -72,12 +75,17 @@ def versus_baseline(tmp: Path, repeats: int) -> dict[str, Any]:
         raise SystemExit("benchmark needs precompiled bytecode: run it with `make bench`.")
     ours, base = [], []
     for i in range(repeats):
-        ours.append(measure(make_local_run(tmp, f"ours-{i}"))["wall_s"])
+        ours.append(measure(make_local_run(tmp, f"ours-{i}")))
         (tmp / f"base-{i}").mkdir()
         script = [sys.executable, "-m", "benchmarks.baseline_sklearn", str(tmp / f"base-{i}")]
-        base.append(measure(script)["wall_s"])
-    ratio = statistics.median(ours) / statistics.median(base)
-    return {"make_local_run_s": ours, "baseline_s": base, "ratio": ratio}
+        base.append(measure(script))
+    wall = {
+        "make_local_run_s": [r["wall_s"] for r in ours],
+        "baseline_s": [r["wall_s"] for r in base],
+    }
+    cpu = [statistics.median(r["cpu_s"] for r in side) for side in (ours, base)]
+    ratio = statistics.median(wall["make_local_run_s"]) / statistics.median(wall["baseline_s"])
+    return {**wall, "ratio": ratio, "cpu_ratio": cpu[0] / cpu[1]}
 
 
 def d2_ratios(tmp: Path) -> dict[str, float]:
@@ -194,7 +202,9 @@ def main() -> None:
         results["scaling"] = scaling(tmp, [int(f) for f in args.scales.split(",")])
         results["image"] = image_size()
         results["serving"] = serving(tmp)
+        results["local_pipeline"] = local_pipeline(tmp, args.repeats)
     print(report(results))
+    print(local_pipeline_report(results["local_pipeline"]))
     out = ROOT / "bench-results" / f"{time.strftime('%Y-%m-%d_%H-%M-%S')}.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
@@ -211,6 +221,7 @@ def report(results: dict[str, Any]) -> str:
         f"  make local-run  {statistics.median(vs['make_local_run_s']):7.1f} s",
         f"  baseline        {statistics.median(vs['baseline_s']):7.1f} s",
         f"  ratio           {vs['ratio']:7.2f}   (target <= {MAX_RATIO}: {ok})",
+        f"  CPU time ratio  {vs.get('cpu_ratio', float('nan')):7.2f}   (steadier under load)",
         "D^2(model) / D^2(true frequency), synthetic test set",
     ]
     for model, value in results["d2_ratio"].items():
@@ -228,6 +239,71 @@ def report(results: dict[str, Any]) -> str:
         lines.append(f"  beyond import    {pd['beyond_import_s']:6.1f} s")
     lines += image_report(results.get("image"))
     lines += serving_report(results.get("serving"))
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------- local pipeline
+
+MAX_PIPELINE_RATIO = 2.0
+
+
+def local_pipeline(tmp: Path, repeats: int) -> dict[str, Any]:
+    """``make local-pipeline`` against ``make local-run`` (alternating), and its time split."""
+    ours, base = [], []
+    outputs = tmp
+    for i in range(repeats):
+        outputs = tmp / f"local-pipeline-{i}"
+        make = ["make", "--no-print-directory", "local-pipeline", f"ARGS=--outputs {outputs}"]
+        ours.append(measure(make)["wall_s"])
+        base.append(measure(make_local_run(tmp, f"local-run-{i}"))["wall_s"])
+    record = json.loads(next(outputs.glob("*/execution.json")).read_text())
+    steps = {
+        s["StepName"]: _seconds(s["StartTime"], s["EndTime"])
+        for s in record["PipelineExecutionSteps"]
+        if s.get("EndTime")
+    }
+    # Inside each job: from the job's start to its first log line (interpreter and imports).
+    startup = {}
+    for name, step in record["Local"]["Steps"].items():
+        log = step.get("Log")
+        if log and Path(log).is_file():
+            first = next((line for line in Path(log).read_text().splitlines()[1:2]), "")
+            stamp = first[:23].replace(",", ".")
+            if stamp[:4].isdigit():
+                started = datetime.fromisoformat(step_start(record, name)).replace(tzinfo=None)
+                startup[name] = (datetime.fromisoformat(stamp) - started).total_seconds()
+    return {
+        "make_local_pipeline_s": ours,
+        "make_local_run_s": base,
+        "ratio": statistics.median(ours) / statistics.median(base),
+        "steps_s": steps,
+        "job_startup_s": startup,
+        "outside_steps_s": ours[-1] - sum(steps.values()),
+    }
+
+
+def step_start(record: dict[str, Any], name: str) -> str:
+    return next(s["StartTime"] for s in record["PipelineExecutionSteps"] if s["StepName"] == name)
+
+
+def _seconds(start: str, end: str) -> float:
+    return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
+
+
+def local_pipeline_report(lp: dict[str, Any]) -> str:
+    ok = "ok" if lp["ratio"] <= MAX_PIPELINE_RATIO else "TOO SLOW"
+    lines = [
+        "make local-pipeline (train) vs make local-run (median wall time, alternating runs)",
+        f"  local-pipeline  {statistics.median(lp['make_local_pipeline_s']):7.1f} s",
+        f"  local-run       {statistics.median(lp['make_local_run_s']):7.1f} s",
+        f"  ratio           {lp['ratio']:7.2f}   (target <= {MAX_PIPELINE_RATIO}: {ok})",
+        "  where the time goes (last run)",
+        f"    outside steps (env, SDK import, definition)  {lp['outside_steps_s']:5.1f} s",
+    ]
+    for name, seconds in lp["steps_s"].items():
+        startup = lp["job_startup_s"].get(name)
+        extra = f"  (job start to first log line {startup:.1f} s)" if startup is not None else ""
+        lines.append(f"    {name:16s} {seconds:6.1f} s{extra}")
     return "\n".join(lines)
 
 

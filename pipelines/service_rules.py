@@ -78,29 +78,42 @@ def request_problems(step_type: str, request: Mapping[str, Any]) -> list[str]:
     if step_type == "Processing":
         app = request.get("AppSpecification", {})
         for field in ("ContainerEntrypoint", "ContainerArguments"):
-            for i, item in enumerate(app.get(field) or []):
-                where = f"AppSpecification.{field}[{i}]"
-                if not str(item).strip():
-                    problems.append(f"{where} is empty; the service refuses empty items")
-                elif len(str(item)) > CONTAINER_ITEM_MAX:
-                    problems.append(
-                        f"{where} ({_preview(item)}) is {len(str(item))} characters; "
-                        f"the service allows {CONTAINER_ITEM_MAX}"
-                    )
+            problems += container_item_problems(f"AppSpecification.{field}", app.get(field))
     elif step_type == "Training":
-        problems += _hyperparameter_problems("HyperParameters", request.get("HyperParameters"))
+        problems += hyperparameter_problems("HyperParameters", request.get("HyperParameters"))
     elif step_type == "Tuning":
         definitions = [request.get("TrainingJobDefinition")]
         definitions += list(request.get("TrainingJobDefinitions") or [])
         for i, job in enumerate(d for d in definitions if d):
             field = "TrainingJobDefinition" if i == 0 else f"TrainingJobDefinitions[{i - 1}]"
-            problems += _hyperparameter_problems(
+            problems += hyperparameter_problems(
                 f"{field}.StaticHyperParameters", job.get("StaticHyperParameters")
             )
     return problems
 
 
-def _hyperparameter_problems(field: str, values: Mapping[str, Any] | None) -> list[str]:
+def container_item_problems(field: str, items: Any) -> list[str]:
+    """Empty or over-long ContainerEntrypoint / ContainerArguments items."""
+    problems = []
+    for i, item in enumerate(items or []):
+        where = f"{field}[{i}]"
+        if isinstance(item, Unresolved):
+            continue
+        if not str(item).strip():
+            problems.append(
+                f"{where} is empty; the service refuses a null or empty string in "
+                f"{field.rsplit('.', 1)[-1]}"
+            )
+        elif len(str(item)) > CONTAINER_ITEM_MAX:
+            problems.append(
+                f"{where} ({_preview(item)}) is {len(str(item))} characters; "
+                f"the service allows {CONTAINER_ITEM_MAX}"
+            )
+    return problems
+
+
+def hyperparameter_problems(field: str, values: Mapping[str, Any] | None) -> list[str]:
+    """Hyperparameter keys and values over the service's 256 characters."""
     problems = []
     for key, value in (values or {}).items():
         if len(key) > HYPERPARAMETER_MAX:

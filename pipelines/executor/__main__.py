@@ -1,0 +1,7 @@
+"""``python -m pipelines.executor``: see ``pipelines.executor.run``."""
+
+import sys
+
+from pipelines.executor.run import main
+
+sys.exit(main())

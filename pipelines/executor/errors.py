@@ -1,0 +1,31 @@
+"""Errors of the local executor."""
+
+from __future__ import annotations
+
+
+class ExecutorError(Exception):
+    """A problem the user can fix before anything runs (exit status 2)."""
+
+
+class DefinitionError(ExecutorError):
+    """The definition is malformed or uses something the executor does not support."""
+
+
+class ParameterError(ExecutorError):
+    """A start parameter the service would refuse."""
+
+
+class RequestRefused(Exception):
+    """A job request the service would refuse; the message names the field and the rule."""
+
+
+class StepFailed(Exception):
+    """A step failed; the message is its FailureReason."""
+
+
+class JobInternalError(StepFailed):
+    """A platform-side failure (staging, upload, spawning): retryable as JOB_INTERNAL_ERROR."""
+
+
+class StepStopped(Exception):
+    """The execution was stopped while the step ran."""

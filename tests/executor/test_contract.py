@@ -1,0 +1,153 @@
+"""The executor stands alone: it imports neither the steps nor the container code, and its
+side of the /opt/ml contract agrees with the container's side."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import boto3
+import pytest
+from botocore.config import Config
+
+from pipelines.executor import images, jobs, run
+from pipelines.executor.storage import FolderStore, S3Endpoint
+
+PACKAGE = Path(jobs.__file__).parent
+
+
+def imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            out.add(node.module)
+    return out
+
+
+def test_no_module_imports_steps_or_container() -> None:
+    modules = sorted(PACKAGE.glob("*.py"))
+    assert len(modules) >= 10
+    for path in modules:
+        names = imported_modules(path)
+        bad = {n for n in names if n.split(".")[0] in ("steps", "container")}
+        assert not bad, f"{path.name} imports {bad}"
+
+
+def test_running_a_definition_loads_no_project_code(tmp_path: Path) -> None:
+    """In a fresh interpreter: run a hand-written definition, then look at sys.modules."""
+    script = f"""
+import sys, json
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+import support
+from pathlib import Path
+e = support.execution(Path({str(tmp_path)!r}))
+assert e.run() == "Succeeded", e.record.data
+loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("steps", "container", "conf"))
+print(json.dumps(loaded))
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+def test_both_sides_agree_on_the_opt_ml_layout(tmp_path: Path) -> None:
+    from container.paths import MODEL_ARCHIVE, OptMl
+    from steps.contract import ENTRYPOINT
+
+    layout = OptMl(tmp_path)
+    assert layout.hyperparameters == tmp_path / jobs.HYPERPARAMETERS
+    assert layout.channel("train") == tmp_path / jobs.CHANNELS / "train"
+    assert layout.model == tmp_path / jobs.MODEL
+    assert layout.failure == tmp_path / jobs.FAILURE
+    assert layout.message == tmp_path / jobs.MESSAGE
+    assert MODEL_ARCHIVE == jobs.MODEL_ARCHIVE
+    assert layout.processing_input("config") == tmp_path / "processing/input/config"
+    # The entrypoint reads the root from OPT_ML_ROOT, which the local image sets.
+    image = images.project_images("img:1", run.ROOT, run.image_entrypoint()).get("img:1")
+    assert image.entrypoint == tuple(ENTRYPOINT)
+
+
+def test_the_job_side_reads_what_the_executor_writes(tmp_path: Path) -> None:
+    from container import hyperparameters
+
+    path = tmp_path / jobs.HYPERPARAMETERS
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"overrides": "model=glm_poisson", "_tuning_objective_metric": "m"}))
+    text, keyed = hyperparameters.split(hyperparameters.read(path))
+    assert text == "model=glm_poisson" and keyed == {}
+
+
+def test_container_engine_command_lines(tmp_path: Path) -> None:
+    engine = images.ContainerEngine("podman", ("--runtime", "runc"))
+    cmd = engine.command(
+        "job-1",
+        "claim-frequency:abc",
+        tmp_path,
+        ["/opt/ml/processing/input/config", "/opt/ml/processing/output/train"],
+        ["python", "-m", "container.entrypoint", "prepare"],
+        ["--overrides=none"],
+        {"AWS_ENDPOINT_URL_S3": "http://127.0.0.1:5000"},
+    )
+    assert cmd[:8] == ["podman", "run", "--rm", "--name", "job-1", "--network", "host", "--runtime"]
+    assert ["-v", f"{tmp_path}:/opt/ml"] == cmd[9:11]
+    assert f"{tmp_path}/processing/input/config:/opt/ml/processing/input/config" in cmd
+    assert f"{tmp_path}/processing/output/train:/opt/ml/processing/output/train" in cmd
+    assert "AWS_ENDPOINT_URL_S3=http://127.0.0.1:5000" in cmd
+    i = cmd.index("--entrypoint")
+    assert cmd[i:] == [
+        "--entrypoint",
+        "python",
+        "claim-frequency:abc",
+        "-m",
+        "container.entrypoint",
+        "prepare",
+        "--overrides=none",
+    ]
+    # A training job without ContainerEntrypoint: the image's own ENTRYPOINT gets `train`.
+    train = images.ContainerEngine("docker").command(
+        "job-2", "img", tmp_path, ["/opt/ml/model"], None, ["train"], {}
+    )
+    assert train[-2:] == ["img", "train"] and "--entrypoint" not in train
+    assert engine.stop_command("job-1") == ["podman", "kill", "job-1"]
+    with pytest.raises(Exception, match="choose one of"):
+        images.ContainerEngine("lxc")
+
+
+def test_local_image_mapping_and_entrypoint_override() -> None:
+    mapping = images.LocalImages(
+        {"img": images.LocalImage(("python", "-m", "pkg.main"))}, interpreter="/env/python"
+    )
+    assert mapping.command("img", None, ["train"])[0] == ["/env/python", "-m", "pkg.main", "train"]
+    assert mapping.command("img", ["python3", "x.py"], ["a"])[0] == ["/env/python", "x.py", "a"]
+    with pytest.raises(Exception, match="has no local command"):
+        mapping.command("other", None, [])
+
+
+def test_s3_endpoint_serves_the_folder_store_to_boto3(tmp_path: Path) -> None:
+    store = FolderStore(tmp_path)
+    store.write("s3://data-bucket/in/a.csv", b"x,y\n1,2\n")
+    store.write("s3://data-bucket/in/b/c.csv", b"z" * 100_000)
+    with S3Endpoint(store) as endpoint:
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=endpoint.url,
+            aws_access_key_id="local",
+            aws_secret_access_key="local",
+            region_name="us-east-1",
+            config=Config(s3={"addressing_style": "path"}),
+        )
+        listed = s3.list_objects_v2(Bucket="data-bucket", Prefix="in/")
+        assert [o["Key"] for o in listed["Contents"]] == ["in/a.csv", "in/b/c.csv"]
+        s3.download_file("data-bucket", "in/b/c.csv", str(tmp_path / "c.csv"))
+        assert (tmp_path / "c.csv").read_bytes() == b"z" * 100_000
+        assert s3.head_object(Bucket="data-bucket", Key="in/a.csv")["ContentLength"] == 8
+        with pytest.raises(s3.exceptions.ClientError, match=r"404|NoSuchKey"):
+            s3.get_object(Bucket="data-bucket", Key="missing")
+        with pytest.raises(s3.exceptions.ClientError, match="AccessDenied"):
+            s3.put_object(Bucket="data-bucket", Key="new", Body=b"1")
