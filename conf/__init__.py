@@ -63,6 +63,13 @@ def validate(cfg: DictConfig) -> None:
                 raise ConfigCompositionException(
                     f"{group}.{selector}='{choice}': use one of {known}"
                 )
+            composed = OmegaConf.get_type(cfg[group])
+            if dataclasses.is_dataclass(composed) and composed is not options[group][choice]:
+                raise ConfigCompositionException(
+                    f"{group}.{selector}='{choice}' contradicts the selected {group} group "
+                    f"({composed.__name__}): switch the whole group with {group}=<option> "
+                    f"instead of setting {group}.{selector}"
+                )
             _conform(options[group][choice], cfg[group], prefix=f"{group}.")
     except OmegaConfBaseException as err:
         raise ConfigCompositionException(f"Invalid config: {err}") from err
@@ -174,8 +181,13 @@ def override_key(override: str) -> str:
 
 
 def to_yaml(cfg: DictConfig) -> str:
-    """The resolved config as YAML (what every run saves beside its outputs)."""
-    return OmegaConf.to_yaml(cfg, resolve=True)
+    """The resolved config as YAML (what every run saves beside its outputs).
+
+    Credential values from the environment are redacted (``conf.secrets``).
+    """
+    from conf.secrets import redact
+
+    return redact(OmegaConf.to_yaml(cfg, resolve=True))
 
 
 __all__ = [

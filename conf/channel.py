@@ -28,6 +28,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from conf import CONF_DIR, CONFIG_FILE, compose, merge_overrides, to_yaml
+from conf.secrets import check_runtime_overrides
 
 TREE = "conf"
 OVERRIDES_FILE = "overrides.yaml"
@@ -75,8 +76,10 @@ def parse_overrides(text: str) -> list[str]:
 def compose_from_channel(folder: Path | None, runtime: Sequence[str] = ()) -> DictConfig:
     """Compose a job's config: channel tree + upsert overrides, then ``runtime`` overrides.
 
-    Without a channel folder the packaged tree is used with ``runtime`` alone.
+    Without a channel folder the packaged tree is used with ``runtime`` alone. Runtime
+    overrides may not read the environment or files (``conf.secrets``).
     """
+    check_runtime_overrides(runtime, "the job's runtime overrides")
     if folder is None:
         return compose(list(runtime))
     folder = Path(folder)

@@ -38,6 +38,8 @@ class DataConfig:
     # Column holding the true frequency (synthetic data only): never a feature,
     # used to report the best achievable deviance.
     true_frequency: str | None = MISSING
+    # Largest exposure a row may have (null: no upper bound; freMTPL2freq has rows above 1).
+    max_exposure: float | None = MISSING
 
 
 @dataclass
@@ -58,7 +60,7 @@ class OpenMLDataConfig(DataConfig):
 class FileDataConfig(DataConfig):
     source: str = "file"
     path: str = MISSING  # local path or s3:// URI, .csv or .parquet
-    format: str | None = MISSING  # csv | parquet; null: from the suffix
+    format: str | None = MISSING  # csv | parquet (any case); null: from the suffix
 
 
 DATA_SCHEMAS: dict[str, type] = {

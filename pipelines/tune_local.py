@@ -10,21 +10,21 @@ from __future__ import annotations
 
 import csv
 import logging
+import math
+import sys
 from pathlib import Path
 from typing import Any
 
 import hydra
 import optuna
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
+from optuna.trial import TrialState
 
-from conf import run_main, to_yaml
-from pipelines.local import guarded, summary_table
-from steps.errors import ConfigError, require_complete
-from steps.evaluate import evaluate
+from conf import to_yaml
+from pipelines.local import guarded, launch, summary_table
+from steps.checks import check_config, check_tuning
+from steps.errors import ConfigError, DataError, UserError, require_complete
 from steps.io import staged_outputs
-from steps.prepare import prepare
-from steps.train import train
 
 log = logging.getLogger(__name__)
 
@@ -61,36 +61,72 @@ def with_params(cfg: DictConfig, params: dict[str, Any]) -> DictConfig:
 
 
 def tune(cfg: DictConfig, out: Path) -> dict[str, Any]:
-    """Run the search; write trials.csv, the best config and the best model's report."""
+    """Run the search; write trials.csv, the best config and the best model's report.
+
+    A failing trial does not stop the search: trials.csv lists every trial with its
+    status and error. If every trial fails, the first trial's reason is raised.
+    """
+    from steps.evaluate import evaluate
+    from steps.prepare import prepare
+    from steps.train import train
+
     require_complete(cfg)
+    check_config(cfg)
+    check_tuning(cfg)
     tuning = cfg.tuning
-    if tuning.objective_type not in ("Minimize", "Maximize"):
-        raise ConfigError(
-            f"tuning.objective_type='{tuning.objective_type}': use Minimize or Maximize."
-        )
     splits = prepare(cfg, out / "data")
+    errors: dict[int, BaseException] = {}
 
     def objective(trial: optuna.Trial) -> float:
         trial_cfg = with_params(cfg, suggest(trial, tuning.parameters))
-        metrics = train(
-            trial_cfg, splits["train"], splits["validation"], out / "trials" / f"{trial.number:03d}"
-        )
-        if tuning.objective_metric not in metrics:
-            raise ConfigError(
-                f"tuning.objective_metric='{tuning.objective_metric}' is not reported by "
-                f"training (reported: {', '.join(metrics)})."
+        try:
+            metrics = train(
+                trial_cfg,
+                splits["train"],
+                splits["validation"],
+                out / "trials" / f"{trial.number:03d}",
             )
-        return metrics[tuning.objective_metric]
+            value = metrics[tuning.objective_metric]
+            if not math.isfinite(value):
+                raise DataError(f"{tuning.objective_metric} is undefined ({value}) for this trial")
+        except Exception as err:
+            errors[trial.number] = err
+            reason = " ".join(str(err).split()) or type(err).__name__
+            trial.set_user_attr("error", reason)
+            log.warning("trial %d failed: %s", trial.number, reason)
+            raise
+        return value
 
     study = optuna.create_study(direction=tuning.objective_type.lower(), sampler=sampler(tuning))
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # Failed trials are reported once, by this module, without optuna's traceback.
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     study.optimize(
         objective,
         n_trials=tuning.max_jobs,
         n_jobs=tuning.max_parallel_jobs,
-        catch=(),
+        catch=(Exception,),
         callbacks=[_log_trial],
     )
+    trials = sorted(study.trials, key=lambda t: t.number)
+    with staged_outputs(out) as stage, open(stage / "trials.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["trial", "status", "error", tuning.objective_metric, *tuning.parameters])
+        for t in trials:
+            status = "ok" if t.state == TrialState.COMPLETE else "failed"
+            error = t.user_attrs.get("error", "" if status == "ok" else t.state.name.lower())
+            row = [t.number, status, error, t.value, *(t.params.get(k) for k in tuning.parameters)]
+            writer.writerow(row)
+    completed = [t for t in trials if t.state == TrialState.COMPLETE]
+    if not completed:
+        first = trials[0].number if trials else 0
+        cause = errors.get(first)
+        message = (
+            f"All {len(trials)} trials failed; the first (trial {first}) failed with: "
+            f"{trials[0].user_attrs.get('error', 'no reason recorded') if trials else '-'}"
+        )
+        if cause is None or isinstance(cause, UserError):
+            raise (type(cause) if cause else DataError)(message) from None
+        raise RuntimeError(message) from cause
     best = study.best_trial
     best_cfg = with_params(cfg, best.params)
     best_dir = out / "trials" / f"{best.number:03d}"
@@ -98,11 +134,9 @@ def tune(cfg: DictConfig, out: Path) -> dict[str, Any]:
     overrides = [f"model.{k}={v}" for k, v in best.params.items()]
     with staged_outputs(out) as stage:
         (stage / "best_config.yaml").write_text(to_yaml(best_cfg))
-        with open(stage / "trials.csv", "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["trial", tuning.objective_metric, *tuning.parameters])
-            for t in study.trials:
-                writer.writerow([t.number, t.value, *(t.params.get(k) for k in tuning.parameters)])
+    failed = len(trials) - len(completed)
+    if failed:
+        print(f"{failed} of {len(trials)} trials failed (see trials.csv)", flush=True)
     print(f"best trial {best.number}: {tuning.objective_metric}={best.value:.6f}", flush=True)
     print(f"best overrides: {' '.join(overrides)}", flush=True)
     print(summary_table([(f"trial {best.number}", metrics)]), flush=True)
@@ -111,18 +145,24 @@ def tune(cfg: DictConfig, out: Path) -> dict[str, Any]:
 
 
 def _log_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-    log.info("trial %d/%s: %s -> %.6f", trial.number, len(study.trials), trial.params, trial.value)
+    if trial.state == TrialState.COMPLETE:
+        log.info("trial %d: %s -> %.6f", trial.number, trial.params, trial.value)
 
 
 @hydra.main(config_path="../conf", config_name="config", version_base="1.3")
 @guarded
-def main(cfg: DictConfig) -> float:
+def hydra_main(cfg: DictConfig, out: Path) -> float:
     """Local tuning; returns the best objective value."""
-    if not cfg.tuning.parameters:
-        raise ConfigError(f"model '{cfg.model.name}' has no tuning.parameters to search.")
     log.info("Tuning %s over %s", cfg.model.name, OmegaConf.to_container(cfg.tuning.parameters))
-    return tune(cfg, Path(HydraConfig.get().runtime.output_dir))["best_value"]
+    return tune(cfg, out)["best_value"]
+
+
+def main() -> None:
+    """``python -m pipelines.tune_local [overrides]``."""
+    sys.exit(launch(hydra_main, extra_check=check_tuning))
 
 
 if __name__ == "__main__":
-    run_main(main)
+    from pipelines.tune_local import main as _main
+
+    _main()

@@ -41,7 +41,7 @@ UNSET = "none"
 
 SPLITS = ("train", "validation", "test")
 SPLIT_FILE = "data.parquet"
-MODEL_FILE = "model.joblib"
+MODEL_FILE = "model.skops"
 METRICS_FILE = "metrics.json"
 CALIBRATION_FILE = "calibration.png"
 LORENZ_FILE = "lorenz.png"

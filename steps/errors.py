@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from conf import compose
+from conf.secrets import check_runtime_overrides
 
 USER_ERROR_EXIT = 2
 
@@ -32,9 +33,17 @@ class OutputExistsError(UserError):
     """An output would overwrite the result of an earlier run."""
 
 
+class OutputWriteError(UserError):
+    """An output folder cannot be written (read-only, no permission, disk full)."""
+
+
 def compose_checked(overrides: Sequence[str]) -> DictConfig:
-    """``conf.compose`` for a command line: a bad override becomes a ``ConfigError`` naming it."""
+    """``conf.compose`` for a command line: a bad override becomes a ``ConfigError`` naming it.
+
+    Overrides that read the environment or files are refused (``conf.secrets``).
+    """
     try:
+        check_runtime_overrides(overrides)
         return compose(list(overrides))
     except (HydraException, OmegaConfBaseException) as err:
         raise ConfigError(f"Invalid overrides {' '.join(overrides)!r}: {err}") from None

@@ -8,14 +8,27 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from steps.checks import check_config
 from steps.contract import CALIBRATION_FILE, LORENZ_FILE, METRICS_FILE
-from steps.io import read_split, staged_outputs, write_json
+from steps.errors import DataError
+from steps.io import staged_outputs, write_json
 from steps.metrics import calibration_table, gini
-from steps.model import exposure
-from steps.train import load_model, report, split_metrics
+from steps.model import FrequencyModel, exposure
+from steps.train import load_model, read_input, report, split_metrics
 
 log = logging.getLogger(__name__)
 REPORTED = ("poisson_deviance", "d2", "gini", "mae", "mse", "baseline_poisson_deviance")
+
+
+def check_features(model: FrequencyModel, cfg: DictConfig) -> None:
+    """The model must have been trained on the features the config names."""
+    config = (list(cfg.data.categorical), list(cfg.data.numeric))
+    if (model.categorical, model.numeric) != config:
+        raise DataError(
+            f"The model was trained on categorical {model.categorical} and numeric "
+            f"{model.numeric}, but the config names categorical {config[0]} and numeric "
+            f"{config[1]}: evaluate with the data config the model was trained with, or retrain."
+        )
 
 
 def evaluate(
@@ -28,10 +41,13 @@ def evaluate(
     """Score the test split (and validation, if given); write metrics and plots together.
 
     The validation metrics are the ones the train step recorded in the model;
-    ``validation_dir`` is read only for a model that has none.
+    ``validation_dir`` is read only for a model that has none. Undefined metrics (a
+    split too small for them) are written as ``null`` with a warning.
     """
+    check_config(cfg)
     model = load_model(model_dir)
-    test = read_split(test_dir)
+    check_features(model, cfg)
+    test = read_input(test_dir, cfg, "test")
     predicted = model.predict(test)
     metrics: dict[str, Any] = {
         "model": model.name,
@@ -42,7 +58,7 @@ def evaluate(
     if validation_dir is not None and "validation" in model.metrics:
         metrics["validation"] = model.metrics["validation"]
     elif validation_dir is not None:
-        validation = read_split(validation_dir)
+        validation = read_input(validation_dir, cfg, "validation")
         metrics["validation"] = split_metrics(
             cfg, validation, model.predict(validation), model.train_mean_frequency
         )

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
+import math
 import os
 import shutil
 import tempfile
@@ -13,8 +16,11 @@ from typing import Any
 
 import pandas as pd
 
+from conf.secrets import redact
 from steps.contract import SPLIT_FILE
-from steps.errors import DataError, OutputExistsError
+from steps.errors import DataError, OutputExistsError, OutputWriteError
+
+log = logging.getLogger(__name__)
 
 # Hidden folders a step writes into before it publishes (never part of an output).
 STAGING_PREFIX = ".staging-"
@@ -41,14 +47,24 @@ def staged_folders(targets: Mapping[str, Path]) -> Iterator[dict[str, Path]]:
     output folders may each be a separate mount, where a rename from one to
     another fails. Every target is checked for clashes before any file moves;
     if the block raises, nothing is published and the staging folders go.
+    A folder that cannot be written (read-only, no permission, disk full) raises
+    ``OutputWriteError``.
     """
     stages: dict[str, Path] = {}
     try:
         for name, target in targets.items():
             target = Path(target)
-            target.mkdir(parents=True, exist_ok=True)
-            stages[name] = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=target))
-        yield dict(stages)
+            try:
+                target.mkdir(parents=True, exist_ok=True)
+                stages[name] = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=target))
+            except OSError as exc:
+                raise unwritable(target, exc) from None
+        try:
+            yield dict(stages)
+        except OSError as exc:
+            if exc.errno in WRITE_ERRNOS or "No space left" in str(exc):
+                raise unwritable(Path(next(iter(targets.values()))), exc) from None
+            raise
         moves = [
             (path, Path(targets[name]) / path.relative_to(stage))
             for name, stage in stages.items()
@@ -61,16 +77,74 @@ def staged_folders(targets: Mapping[str, Path]) -> Iterator[dict[str, Path]]:
                 "Write to a new output folder."
             )
         for path, dest in moves:
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(path, dest)
+            try:
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(path, dest)
+            except OSError as exc:
+                raise unwritable(dest.parent, exc) from None
     finally:
         for stage in stages.values():
             shutil.rmtree(stage, ignore_errors=True)
 
 
+# Errors that mean "this folder cannot take the outputs": the user can fix them.
+WRITE_ERRNOS = {
+    errno.ENOSPC,
+    errno.EDQUOT,
+    errno.EROFS,
+    errno.EACCES,
+    errno.EPERM,
+    errno.ENOTDIR,
+    errno.EFBIG,
+}
+
+
+def unwritable(target: Path, exc: OSError) -> OutputWriteError:
+    """A one-paragraph ``OutputWriteError`` for a folder that cannot take the outputs."""
+    reason = exc.strerror or " ".join(str(exc).split())
+    return OutputWriteError(
+        f"Cannot write the outputs to '{target}': {reason}. Free some space or choose a "
+        "writable folder (for a local run: hydra.run.dir=<folder>)."
+    )
+
+
+def finite_json(value: Any, path: str = "") -> tuple[Any, list[str]]:
+    """``value`` with every NaN or infinite float replaced by ``None``, and where they were."""
+    if isinstance(value, dict):
+        out, where = {}, []
+        for key, item in value.items():
+            out[key], found = finite_json(item, f"{path}.{key}" if path else str(key))
+            where += found
+        return out, where
+    if isinstance(value, (list, tuple)):
+        items = [finite_json(item, f"{path}[{i}]") for i, item in enumerate(value)]
+        return [i for i, _ in items], [w for _, found in items for w in found]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None, [path]
+    return value, []
+
+
 def write_json(path: Path, payload: dict[str, Any]) -> None:
-    """Write JSON with sorted keys and a trailing newline."""
-    path.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    """Write strict JSON (sorted keys, trailing newline); undefined numbers become ``null``.
+
+    Each value replaced by ``null`` is named in a warning. Credential values from the
+    environment are redacted.
+    """
+    clean, undefined = finite_json(payload)
+    if undefined:
+        log.warning(
+            "%s: undefined values written as null: %s", Path(path).name, ", ".join(undefined)
+        )
+    text = json.dumps(clean, indent=2, sort_keys=True, allow_nan=False, default=_plain)
+    Path(path).write_text(redact(text) + "\n")
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars and other number-likes as plain JSON values."""
+    if hasattr(value, "item"):
+        item = value.item()
+        return None if isinstance(item, float) and not math.isfinite(item) else item
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 def read_split(folder: Path) -> pd.DataFrame:
@@ -82,4 +156,11 @@ def read_split(folder: Path) -> pd.DataFrame:
             f"No Parquet files in '{folder}': expected the output of the prepare step "
             f"({SPLIT_FILE} per split folder)."
         )
-    return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+    try:
+        frames = [pd.read_parquet(f) for f in files]
+    except Exception as exc:
+        raise DataError(
+            f"Cannot read the Parquet files in '{folder}' ({type(exc).__name__}: "
+            f"{' '.join(str(exc).split())}): expected the output of the prepare step."
+        ) from None
+    return pd.concat(frames, ignore_index=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,6 +12,8 @@ from omegaconf import DictConfig
 
 from steps.errors import ConfigError
 from steps.models import MODELS, ModelUnit
+
+log = logging.getLogger(__name__)
 
 
 def exposure(df: pd.DataFrame, data: DictConfig) -> np.ndarray:
@@ -25,16 +28,29 @@ def frequency(df: pd.DataFrame, data: DictConfig) -> np.ndarray:
     return df[data.target].to_numpy(float) / exposure(df, data)
 
 
-def features(df: pd.DataFrame, categorical: list[str], numeric: list[str]) -> pd.DataFrame:
+# The level that stands for every rare (or unseen) category of a grouped column.
+OTHER = "__other__"
+
+
+def features(
+    df: pd.DataFrame,
+    categorical: list[str],
+    numeric: list[str],
+    levels: dict[str, list[str]] | None = None,
+) -> pd.DataFrame:
     """The model's input columns: categories as ``category`` dtype of strings, numbers as floats.
 
     Columns that already have these types (the prepare step writes them so) are
-    kept as they are, so a split costs nothing to convert.
+    kept as they are, so a split costs nothing to convert. For a column in
+    ``levels``, values not among its kept levels become ``OTHER``.
     """
     out = {}
     for col in categorical:
         values = df[col]
-        if not (
+        if levels and col in levels:
+            values = values.astype(str)
+            values = values.where(values.isin(levels[col]), OTHER).astype("category")
+        elif not (
             isinstance(values.dtype, pd.CategoricalDtype)
             and pd.api.types.is_string_dtype(values.dtype.categories)
         ):
@@ -65,10 +81,12 @@ class FrequencyModel:
     params: dict[str, Any] = field(default_factory=dict)
     # Metrics computed at training time, per split (the evaluate step reuses them).
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    # Kept levels of the categorical columns whose rare levels were grouped into OTHER.
+    levels: dict[str, list[str]] = field(default_factory=dict)
 
     def predict(self, df: pd.DataFrame) -> np.ndarray:
         """Predicted claim frequency (claims per unit of exposure)."""
-        return self.predict_features(features(df, self.categorical, self.numeric))
+        return self.predict_features(features(df, self.categorical, self.numeric, self.levels))
 
     def predict_features(self, x: pd.DataFrame) -> np.ndarray:
         """Predicted claim frequency from columns ``features`` already built."""
@@ -99,9 +117,15 @@ def fit(
     categorical, numeric = list(data.categorical), list(data.numeric)
     model_unit = unit(model)
     estimator = model_unit.build(model, categorical, numeric)
+    # A model that bins its inputs (max_bins) takes at most that many levels per column.
+    levels = (
+        rare_level_groups(train, categorical, int(model.max_bins) - 1)
+        if "max_bins" in model
+        else {}
+    )
 
     def split(df: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
-        return features(df, categorical, numeric), frequency(df, data), exposure(df, data)
+        return features(df, categorical, numeric, levels), frequency(df, data), exposure(df, data)
 
     train_split = split(train)
     validation_split = split(validation) if validation is not None else None
@@ -115,6 +139,31 @@ def fit(
         numeric=numeric,
         train_mean_frequency=float(np.sum(train[data.target]) / np.sum(train_split[2])),
         params=params,
+        levels=levels,
     )
     deviance = model_unit.train_deviance(estimator, train_split)
     return Fit(fitted, train_split, validation_split, deviance)
+
+
+def rare_level_groups(df: pd.DataFrame, categorical: list[str], keep: int) -> dict[str, list[str]]:
+    """Kept levels of each column with more than ``keep + 1`` levels (the rest: ``OTHER``).
+
+    The most frequent ``keep`` levels stay; a warning names each grouped column.
+    """
+    levels = {}
+    for col in categorical:
+        counts = df[col].astype(str).value_counts()
+        if len(counts) <= keep + 1:
+            continue
+        ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+        levels[col] = sorted(level for level, _ in ranked[:keep])
+        log.warning(
+            "Column '%s' has %d levels and the model takes at most %d: the %d rarest "
+            "are grouped as '%s' (stored with the model, applied when scoring).",
+            col,
+            len(counts),
+            keep + 1,
+            len(counts) - keep,
+            OTHER,
+        )
+    return levels

@@ -10,13 +10,16 @@ import pandas as pd
 from omegaconf import DictConfig
 from sklearn.model_selection import train_test_split
 
+from steps.checks import check_config, check_memory
 from steps.contract import SPLIT_FILE, SPLITS
-from steps.errors import ConfigError
+from steps.errors import ConfigError, DataError
 from steps.io import staged_folders
 from steps.sources import load
 from steps.validate import validate
 
 log = logging.getLogger(__name__)
+# Fewest rows a split may have: fewer leave its metrics undefined.
+MIN_SPLIT_ROWS = 2
 
 
 def split(df: pd.DataFrame, cfg: DictConfig) -> dict[str, pd.DataFrame]:
@@ -27,11 +30,32 @@ def split(df: pd.DataFrame, cfg: DictConfig) -> dict[str, pd.DataFrame]:
             f"split.validation_fraction={val_frac} and split.test_fraction={test_frac} must "
             "each be between 0 and 1 and add up to less than 1."
         )
-    rest, test = train_test_split(df, test_size=test_frac, random_state=cfg.split.seed)
-    train, validation = train_test_split(
-        rest, test_size=val_frac / (1 - test_frac), random_state=cfg.split.seed + 1
-    )
-    return {"train": train, "validation": validation, "test": test}
+    try:
+        rest, test = train_test_split(df, test_size=test_frac, random_state=cfg.split.seed)
+        train, validation = train_test_split(
+            rest, test_size=val_frac / (1 - test_frac), random_state=cfg.split.seed + 1
+        )
+    except ValueError:
+        raise DataError(
+            f"The data set '{cfg.data.name}' has {len(df)} rows: too few to split into train, "
+            f"validation ({val_frac}) and test ({test_frac}) with at least {MIN_SPLIT_ROWS} rows "
+            "each. Use more rows or other split fractions."
+        ) from None
+    parts = {"train": train, "validation": validation, "test": test}
+    for name, part in parts.items():
+        if len(part) < MIN_SPLIT_ROWS:
+            raise DataError(
+                f"The {name} split of '{cfg.data.name}' has {len(part)} rows ({len(df)} in all): "
+                f"each split needs at least {MIN_SPLIT_ROWS}. Use more rows or other split "
+                "fractions."
+            )
+        if part[cfg.data.target].sum() <= 0:
+            raise DataError(
+                f"The {name} split of '{cfg.data.name}' ({len(part)} rows) has no claim at all "
+                f"(column '{cfg.data.target}'): its deviance, D² and Gini are undefined. Use "
+                "more rows, another split.seed, or check the target column."
+            )
+    return parts
 
 
 def columns(cfg: DictConfig) -> list[str]:
@@ -48,9 +72,12 @@ def prepare(
     """Write ``<output_dir>/<split>/data.parquet`` for train, validation and test.
 
     ``extra_files`` (name -> text, e.g. the resolved config) go beside each
-    split's data. Nothing is written unless the data pass validation; each
-    split folder is staged and published within itself (see ``staged_folders``).
+    split's data. Nothing is written unless the config and the data pass validation;
+    each split folder is staged and published within itself (see ``staged_folders``).
     """
+    check_config(cfg)
+    if cfg.data.source == "synthetic":
+        check_memory(int(cfg.data.n_rows))
     raw = load(cfg.data)
     clean = validate(raw, cfg.data)[columns(cfg)]
     parts = split(clean, cfg)

@@ -18,23 +18,40 @@ def schema(data: DictConfig) -> pa.DataFrameSchema:
     categorical = {col: pa.Column(nullable=False) for col in data.categorical}
     counts = {
         data.target: pa.Column(
-            float, coerce=True, nullable=False, checks=pa.Check.ge(0, error="count >= 0")
-        )
-    }
-    if data.exposure:
-        counts[data.exposure] = pa.Column(
             float,
             coerce=True,
             nullable=False,
-            checks=[pa.Check.gt(0, error="exposure > 0"), pa.Check(_finite, name="finite")],
+            checks=[
+                pa.Check.ge(0, error="count >= 0"),
+                pa.Check(_finite, name="finite"),
+                pa.Check(_whole, name="whole"),
+            ],
         )
-    return pa.DataFrameSchema({**counts, **numeric, **categorical}, strict=False)
+    }
+    if data.exposure:
+        exposure_checks = [pa.Check.gt(0, error="exposure > 0"), pa.Check(_finite, name="finite")]
+        if data.get("max_exposure") is not None:
+            bound = float(data.max_exposure)
+            exposure_checks.append(pa.Check.le(bound, error=f"exposure <= {bound:g}"))
+        counts[data.exposure] = pa.Column(
+            float, coerce=True, nullable=False, checks=exposure_checks
+        )
+    # Identifier and true-frequency columns must exist when configured (any values).
+    extra = {c: pa.Column(nullable=True) for c in (data.id_column, data.true_frequency) if c}
+    return pa.DataFrameSchema({**extra, **counts, **numeric, **categorical}, strict=False)
 
 
 def _finite(series: pd.Series) -> pd.Series:
     """No infinities (missing and non-numeric values are reported by other rules)."""
     values = pd.Series(pd.to_numeric(series, errors="coerce"))
     return values.isna() | (values.abs() < float("inf"))
+
+
+def _whole(series: pd.Series) -> pd.Series:
+    """Whole numbers (claim counts); non-finite values are reported by the finite rule."""
+    values = pd.Series(pd.to_numeric(series, errors="coerce"))
+    finite = values.abs() < float("inf")
+    return values.isna() | ~finite | (values == values.round())
 
 
 def validate(df: pd.DataFrame, data: DictConfig) -> pd.DataFrame:
@@ -45,6 +62,12 @@ def validate(df: pd.DataFrame, data: DictConfig) -> pd.DataFrame:
     overlap = set(data.categorical) & set(data.numeric)
     if overlap:
         raise DataError(f"Columns listed as both categorical and numeric: {sorted(overlap)}.")
+    duplicated = sorted({str(c) for c in df.columns[df.columns.duplicated()]})
+    if duplicated:
+        raise DataError(
+            f"The data set '{data.name}' has duplicate column names: {', '.join(duplicated)}. "
+            "Rename them so that every column has its own name."
+        )
     if len(df) == 0:
         raise DataError(f"The data set '{data.name}' has no rows.")
     try:
@@ -68,6 +91,7 @@ def _describe(cases: pd.DataFrame, name: str, n_rows: int) -> str:
         rule = {
             "not_nullable": "no missing values",
             "finite": "finite numbers",
+            "whole": "whole numbers (claim counts)",
         }.get(str(check), str(check))
         if str(check).startswith("coerce_dtype"):
             rule = "numeric values"

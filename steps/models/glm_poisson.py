@@ -26,12 +26,16 @@ class GLMPoisson(ModelUnit):
     schema = GLMPoissonConfig
 
     def build(self, cfg: DictConfig, categorical: list[str], numeric: list[str]) -> Any:
+        import numpy as np
         from sklearn.compose import ColumnTransformer
         from sklearn.linear_model import PoissonRegressor
         from sklearn.pipeline import Pipeline
         from sklearn.preprocessing import KBinsDiscretizer, OneHotEncoder
 
-        bins = KBinsDiscretizer(n_bins=cfg.n_bins, encode="onehot", strategy="quantile")
+        # An explicit plain dtype: the fitted encoder then saves with skops' default types.
+        bins = KBinsDiscretizer(
+            n_bins=cfg.n_bins, encode="onehot", strategy="quantile", dtype=np.float64
+        )
         encode = ColumnTransformer(
             [
                 ("categorical", OneHotEncoder(handle_unknown="ignore"), categorical),

@@ -311,10 +311,10 @@ def test_unreadable_model_archive_fails_clearly(tmp_path: Path, prepare_job: Job
     assert_user_failure(job, "Cannot unpack", "model.tar.gz")
 
 
-def test_unexpected_error_exits_1_with_reason(
+def test_corrupt_model_file_exits_2_with_reason(
     tmp_path: Path, prepare_job: Job, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A broken model file is not a user error: exit 1, reason written, traceback logged."""
+    """A corrupt model file in the input channel is a user error: exit 2, reason written."""
     root = tmp_path / "opt-ml"
     inputs = root / "processing" / "input"
     shutil.copytree(prepare_job.root / "processing" / "output" / "test", inputs / "test")
@@ -324,9 +324,9 @@ def test_unexpected_error_exits_1_with_reason(
     with tarfile.open(inputs / "model" / "model.tar.gz", "w:gz") as tar:
         tar.add(garbage, arcname=MODEL_FILE)
     monkeypatch.setenv("OPT_ML_ROOT", str(root))
-    assert entrypoint.main(["evaluate", "--overrides", SMALL]) == 1
+    assert entrypoint.main(["evaluate", "--overrides", SMALL]) == 2
     reason = (root / "output" / "failure").read_text()
-    assert reason.startswith("Unexpected error (")
+    assert reason.startswith("Cannot read the model file")
     assert not list((root / "processing").glob("output/**/*.*"))
 
 

@@ -23,6 +23,7 @@ from omegaconf import OmegaConf
 
 from conf import compose
 from infra import image as tool
+from steps.contract import MODEL_FILE
 from tests.image.conftest import UPSERT
 
 OPT_ML = "/opt/ml"
@@ -236,7 +237,7 @@ def test_training_runs_with_the_single_argument_train(
     result, mounts = run_training(engine, image, channels, hyperparameters, tmp_path)
     assert result.returncode == 0, failure(result, mounts)
     model = mounts[f"{OPT_ML}/model"]
-    assert (model / "model.joblib").is_file()
+    assert (model / MODEL_FILE).is_file()
     assert "validation:poisson_deviance=" in result.stdout + result.stderr
 
 
@@ -262,7 +263,7 @@ def test_training_takes_a_tuning_jobs_hyperparameters(
     result, mounts = run_training(engine, image, channels, hyperparameters, tmp_path)
     assert result.returncode == 0, failure(result, mounts)
     model = mounts[f"{OPT_ML}/model"]
-    assert (model / "model.joblib").is_file()
+    assert (model / MODEL_FILE).is_file()
     ran_with = OmegaConf.load(model / "config.yaml")
     for key, value in tuned.items():
         assert float(OmegaConf.select(ran_with, key)) == pytest.approx(float(value)), key

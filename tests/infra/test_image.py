@@ -22,7 +22,7 @@ import pytest
 import conf
 from infra import image
 from infra.cli import pushed_image_uri, write_config
-from steps.contract import OVERRIDES_KEY, UNSET
+from steps.contract import MODEL_FILE, OVERRIDES_KEY, UNSET
 
 ACCOUNT = "123456789012"  # the local endpoint's default account
 REGISTRY = f"{ACCOUNT}.dkr.ecr.eu-west-1.amazonaws.com"
@@ -460,7 +460,7 @@ def test_run_local_evaluate_tree_holds_a_model_archive(tmp_path: Path) -> None:
     image.prepare_tree(tmp_path, "evaluate", ["data.n_rows=2000", "model=glm_poisson"])
     inputs = tmp_path / "processing" / "input"
     with tarfile.open(inputs / "model" / "model.tar.gz") as tar:
-        assert "model.joblib" in tar.getnames()
+        assert MODEL_FILE in tar.getnames()
     assert (inputs / "test" / "data.parquet").is_file()
     assert (tmp_path / "processing" / "output" / "evaluation").is_dir()
     assert {path for _, path in image.job_mounts(tmp_path)} == {

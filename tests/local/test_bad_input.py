@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import csv
+import signal
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+import steps.train
 from conf import compose
+from pipelines.local import preflight
 from pipelines.local import run as run_in_process
-from steps.errors import UserError
+from pipelines.tune_local import tune
+from steps.checks import check_tuning
+from steps.errors import DataError, UserError
+from steps.interrupt import Interrupted, _raise
 from steps.synthetic import generate
 from tests.local.support import run
 
@@ -58,6 +66,8 @@ def test_bad_data_file_through_the_command_line(claims: pd.DataFrame, tmp_path: 
     result = run(tmp_path, "data=file", write(bad, tmp_path / "claims.csv"))
     assert_clean_failure(tmp_path, result, "column 'Exposure' must have exposure > 0: 3 rows")
     assert result.stderr.count("\n") == 1  # one paragraph
+    (failed,) = (tmp_path / "outputs" / "runs").glob("*/FAILED")  # the run is marked as failed
+    assert "must have exposure > 0" in failed.read_text()
 
 
 def fails_in_process(tmp_path: Path, overrides: list[str], *expected: str) -> None:
@@ -108,3 +118,189 @@ def test_file_without_exposure_column_trains(claims: pd.DataFrame, tmp_path: Pat
     metrics = run_in_process(cfg, tmp_path / "run")
     assert metrics["test"]["exposure"] == metrics["test"]["n_rows"]
     assert (tmp_path / "run" / "metrics.json").is_file()
+
+
+# ----------------------------------------------- preflight: before Hydra writes anything
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["+model.max_leaf_nodez=3"], "Unknown config key 'model.max_leaf_nodez'"),
+        (["model.name=glm_poisson"], "contradicts the selected model group"),
+        (["model.max_leaf_nodes=1"], "'max_leaf_nodes' parameter"),
+        (["data.name=${oc.env:AWS_SECRET_ACCESS_KEY}"], "may not read the environment"),
+        (
+            ["-m", "model=constant,glm_poisson", "model.n_bins=1"],
+            "Job 0 (model=constant model.n_bins=1) of the multirun",
+        ),
+        (["-m", "seed=1,-1"], "Job 1 (seed=-1) of the multirun"),
+        (["hydra.run.dir=."], "hydra.run.dir='.' already exists and is not empty"),
+        (["hydra.run.dir=earlier"], "hydra.run.dir='earlier' already exists and is not empty"),
+        (["-m", "hydra.sweep.dir=earlier", "seed=1,2"], "hydra.sweep.dir='earlier' already"),
+        (["hydra.run.dir=a-file/run"], "Cannot write the outputs to 'a-file/run'"),
+    ],
+)
+def test_preflight_refuses_before_anything_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, argv: list[str], expected: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "earlier" / ".hydra").mkdir(parents=True)
+    (tmp_path / "earlier" / ".hydra" / "overrides.yaml").write_text("- seed=1\n")
+    (tmp_path / "a-file").write_text("not a folder")
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    with pytest.raises(UserError) as info:
+        preflight(argv)
+    assert expected in str(info.value)
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+
+
+def test_preflight_checks_the_search_before_local_tuning(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match=r"tuning\.max_jobs=0 must be at least 1"):
+        preflight(["tuning.max_jobs=0"], extra_check=check_tuning)
+
+
+def test_preflight_accepts_a_new_or_empty_folder(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "empty").mkdir()
+    preflight(["hydra.run.dir=empty", "data.n_rows=1000"])
+    preflight(["-m", "hydra.sweep.dir=new", "model=constant,glm_poisson"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]
+
+
+# -------------------------------------------------------------------- signals, in-process
+
+
+def test_an_interrupted_run_leaves_no_staging_folder(tmp_path: Path, monkeypatch) -> None:
+    """The handler's exception, raised mid-fit, unwinds every staging folder of the run."""
+    import steps.model
+
+    def interrupted_fit(*args, **kwargs):
+        assert list(tmp_path.rglob(".staging-*")) == []  # prepare has published its splits
+        raise Interrupted(signal.SIGTERM)
+
+    monkeypatch.setattr(steps.train, "fit", interrupted_fit)
+    with pytest.raises(Interrupted) as info:
+        run_in_process(compose(["data.n_rows=2000"]), tmp_path / "run")
+    assert info.value.exit_code == 143
+    assert not list(tmp_path.rglob(".staging-*"))
+    assert not (tmp_path / "run" / "metrics.json").exists()
+    assert steps.model.fit is not interrupted_fit
+
+
+def test_the_signal_handler_raises_interrupted_once() -> None:
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with pytest.raises(Interrupted) as info:
+            _raise(signal.SIGINT, None)
+        assert info.value.exit_code == 130
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN  # later signals: ignored
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+# ------------------------------------------------------- local tuning survives bad trials
+
+
+def _failing_train(fail: Callable[[int], bool]):
+
+    real, calls = steps.train.train, []
+
+    def train(cfg, *args):
+        calls.append(cfg)
+        if fail(len(calls) - 1):
+            raise DataError(f"injected fault in call {len(calls) - 1}")
+        return real(cfg, *args)
+
+    return train
+
+
+TUNE = ["data.n_rows=3000", "model=glm_poisson", "tuning.max_jobs=3", "tuning.max_parallel_jobs=1"]
+
+
+def test_one_failing_trial_does_not_stop_the_search(tmp_path: Path, monkeypatch) -> None:
+
+    monkeypatch.setattr(steps.train, "train", _failing_train(lambda n: n == 0))
+    result = tune(compose(TUNE), tmp_path)
+    trials = list(csv.DictReader((tmp_path / "trials.csv").open()))
+    assert [t["status"] for t in trials] == ["failed", "ok", "ok"]
+    assert trials[0]["error"] == "injected fault in call 0"
+    assert result["best_params"] and (tmp_path / "metrics.json").is_file()
+
+
+def test_when_every_trial_fails_the_first_reason_is_shown(tmp_path: Path, monkeypatch) -> None:
+
+    monkeypatch.setattr(steps.train, "train", _failing_train(lambda n: True))
+    with pytest.raises(DataError, match=r"All 3 trials failed; the first \(trial 0\) failed"):
+        tune(compose(TUNE), tmp_path)
+    assert len(list(csv.DictReader((tmp_path / "trials.csv").open()))) == 3
+
+
+# ------------------------------------------------------------ subprocess: multirun faults
+
+
+def test_multirun_survives_a_failing_job(tmp_path: Path) -> None:
+    result = run(tmp_path, "-m", "model=constant", "data.n_rows=3000,2")
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "error: job 1: The data set 'synthetic_fremtpl2freq' has 2 rows" in result.stderr
+    (sweep,) = (tmp_path / "outputs" / "multirun").glob("*")
+    rows = list(csv.DictReader((sweep / "summary.csv").open()))
+    assert [(r["run"], r["status"]) for r in rows] == [
+        ("model=constant data.n_rows=3000", "ok"),
+        ("model=constant data.n_rows=2", "failed"),
+    ]
+    assert "too few to split" in rows[1]["error"] and float(rows[0]["poisson_deviance"]) > 0
+    assert "too few to split" in (sweep / "1" / "FAILED").read_text()
+    assert "errors:" in result.stdout
+
+
+def _alive(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "\nState:\tZ" not in status
+
+
+def test_sigterm_stops_a_multirun_and_its_workers(tmp_path: Path) -> None:
+    import os
+    import sys
+    import time
+
+    args = [
+        "-m",
+        "data.n_rows=100000",
+        "seed=1,2",
+        "model.max_iter=2000",
+        "model.n_iter_no_change=2000",
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipelines.local", *args],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=os.environ,
+    )
+    children: set[int] = set()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        listing = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+        children |= {int(p) for p in listing.read_text().split()} if listing.exists() else set()
+        if len(list(tmp_path.glob("outputs/multirun/*/*/data"))) == 2:
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, proc.communicate()
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143, stderr
+    assert stderr.strip().splitlines()[-1] == "interrupted"
+    assert "Traceback" not in stderr
+    assert children
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [pid for pid in children if _alive(pid)]
+    assert not list(tmp_path.rglob(".staging-*"))

@@ -36,7 +36,7 @@ def test_local_run_writes_every_output(local_run) -> None:
     out, result = local_run
     for name in ("config.yaml", "metrics.json", "calibration.png", "lorenz.png", "local.log"):
         assert (out / name).is_file(), name
-    assert (out / "model" / "model.joblib").is_file()
+    assert (out / "model" / "model.skops").is_file()
     assert yaml.safe_load((out / "config.yaml").read_text())["data"]["n_rows"] == 20000
     assert "test metrics" in result.stdout and f"Outputs: {out}" in result.stdout
 

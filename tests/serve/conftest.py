@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from conf import compose, to_yaml
+from steps.contract import MODEL_FILE
 from steps.prepare import prepare
 from steps.score import Scorer, load_scorer
 from steps.train import train
@@ -26,7 +27,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
     (run / "metrics.json").write_text("{}\n")
     root = tmp_path_factory.mktemp("opt-ml")
     (root / "model").mkdir()
-    for name in ("model.joblib", "config.yaml"):
+    for name in (MODEL_FILE, "config.yaml"):
         source = run / "model" / name if name != "config.yaml" else run / name
         (root / "model" / name).write_bytes(source.read_bytes())
     test = pd.read_parquet(splits["test"] / "data.parquet")

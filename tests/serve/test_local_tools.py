@@ -16,6 +16,7 @@ import pytest
 
 from container import serve
 from pipelines import score_local, serve_local
+from steps.contract import MODEL_FILE
 from steps.errors import DataError
 from steps.score import Scorer
 from tests.serve.support import Trained, free_port, start_server, stop
@@ -40,7 +41,7 @@ def test_newest_successful_run_and_named_sources(trained: Trained, tmp_path: Pat
     archive = tmp_path / "job" / "output" / "model.tar.gz"
     archive.parent.mkdir(parents=True)
     with tarfile.open(archive, "w:gz") as tar:
-        for name in ("model.joblib", "config.yaml"):
+        for name in (MODEL_FILE, "config.yaml"):
             tar.add(trained.model_dir / name, arcname=name)
     assert serve_local.resolve(str(archive)) == archive
 
@@ -69,7 +70,7 @@ def test_newest_successful_run_and_named_sources(trained: Trained, tmp_path: Pat
     with serve_local.model_tree(stored) as root:
         assert sorted(p.name for p in (root / "model").iterdir()) == [
             "config.yaml",
-            "model.joblib",
+            MODEL_FILE,
         ]
 
     with pytest.raises(DataError, match="No successful local run"):
