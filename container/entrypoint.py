@@ -28,6 +28,7 @@ from omegaconf.errors import OmegaConfBaseException
 from conf import merge_overrides, to_yaml
 from conf.channel import OVERRIDES_FILE, compose_from_channel, parse_overrides
 from conf.runtime import StartOverrideError, check_start_overrides
+from conf.secrets import install_log_redaction, redact
 from container import hyperparameters
 from container.paths import MODEL_ARCHIVE, OptMl
 from steps.contract import (
@@ -37,6 +38,7 @@ from steps.contract import (
     EVALUATE,
     EVALUATION_OUTPUT,
     INPUT_DATA_FLAG,
+    LEGACY_MODEL_FILE,
     MODEL_FILE,
     MODEL_INPUT,
     MODEL_QUALITY_FILE,
@@ -48,6 +50,7 @@ from steps.contract import (
     unset_to_empty,
 )
 from steps.errors import ConfigError, DataError, UserError, require_complete
+from steps.interrupt import Interrupted, signals_raise
 
 # The step modules (scikit-learn, pandas, matplotlib) are imported by the command
 # that needs them, after its inputs and config are checked, so that a bad input
@@ -210,8 +213,12 @@ def require_input(folder: Path, what: str) -> Path:
 
 
 def unpack_model(model_input: Path, scratch: Path) -> Path:
-    """The folder holding model.joblib: the input itself, or model.tar.gz unpacked."""
-    if (model_input / MODEL_FILE).is_file():
+    """The folder holding the model file: the input itself, or model.tar.gz unpacked.
+
+    A folder holding only a model saved before the safe format is returned too,
+    so that loading it says how to retrain.
+    """
+    if (model_input / MODEL_FILE).is_file() or (model_input / LEGACY_MODEL_FILE).is_file():
         return model_input
     archives = sorted(model_input.rglob(MODEL_ARCHIVE))
     if len(archives) != 1:
@@ -225,7 +232,7 @@ def unpack_model(model_input: Path, scratch: Path) -> Path:
             extract_safely(tar, scratch)
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise DataError(f"Cannot unpack '{archives[0]}': {_one_paragraph(exc)}") from exc
-    if not (scratch / MODEL_FILE).is_file():
+    if not any((scratch / name).is_file() for name in (MODEL_FILE, LEGACY_MODEL_FILE)):
         raise DataError(f"'{archives[0]}' holds no {MODEL_FILE} at its top level.")
     return scratch
 
@@ -284,7 +291,11 @@ def model_quality(test: dict[str, float]) -> dict[str, Any]:
 
 
 def report_failure(paths: OptMl, reason: str) -> None:
-    """Write the reason where SageMaker reads it (training: failure, processing: message)."""
+    """Write the reason where SageMaker reads it (training: failure, processing: message).
+
+    Credential values from the environment never reach the reason.
+    """
+    reason = redact(reason)
     print(f"error: {reason}", file=sys.stderr, flush=True)
     try:
         paths.failure.parent.mkdir(parents=True, exist_ok=True)
@@ -342,13 +353,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stdout,
         force=True,
     )
+    install_log_redaction()
     paths = OptMl.from_env()
     try:
         args = parse_args(argv)
         log.info("Running '%s' with /opt/ml at %s", args.command, paths.root)
         data = hyperparameters.input_data_overrides(args.input_data_uri)
         overrides = unset_to_empty(args.overrides)
-        COMMANDS[args.command](paths, f"{data} {overrides}".strip())
+        with signals_raise():
+            COMMANDS[args.command](paths, f"{data} {overrides}".strip())
+    except Interrupted as err:
+        report_failure(paths, "interrupted")
+        return err.exit_code
     except UserError as err:
         report_failure(paths, _one_paragraph(err))
         return 2

@@ -42,6 +42,8 @@ UNSET = "none"
 SPLITS = ("train", "validation", "test")
 SPLIT_FILE = "data.parquet"
 MODEL_FILE = "model.skops"
+# What models were saved as before the safe format; refused with a message to retrain.
+LEGACY_MODEL_FILE = "model.joblib"
 METRICS_FILE = "metrics.json"
 CALIBRATION_FILE = "calibration.png"
 LORENZ_FILE = "lorenz.png"

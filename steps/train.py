@@ -11,7 +11,7 @@ import skops.io as sio
 from omegaconf import DictConfig
 
 from steps.checks import check_config
-from steps.contract import MODEL_FILE, TRAINING_METRICS, metric_line
+from steps.contract import LEGACY_MODEL_FILE, MODEL_FILE, TRAINING_METRICS, metric_line
 from steps.errors import DataError
 from steps.io import read_split, staged_outputs
 from steps.metrics import scores
@@ -30,7 +30,6 @@ TRUSTED_TYPES = [
     "sklearn.utils.validation.check_array",
 ]
 # The pickle-based file of earlier versions: never loaded, named in the error.
-LEGACY_MODEL_FILE = "model.joblib"
 
 
 def report(split: str, values: dict[str, float], names: tuple[str, ...]) -> dict[str, float]:

@@ -187,3 +187,32 @@ def test_model_archive_unpacks_safely_with_or_without_tar_filters(
     with tarfile.open(evil) as tar, pytest.raises(Exception, match="escape"):
         entrypoint.extract_safely(tar, target)
     assert not (tmp_path / "escape.txt").exists()
+
+
+# ------------------------------------------------ secrets, old models, interruption
+
+
+def test_job_failure_reason_never_holds_a_credential(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = "wJalrXUtnFEMI-K7MDENG-bPxRfiCYEXAMPLEKEY"
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
+    paths = OptMl(tmp_path / "opt-ml")
+    monkeypatch.setenv("OPT_ML_ROOT", str(paths.root))
+    code = entrypoint.main(["prepare", f"--overrides=data=file data.path=/nowhere/{secret}.csv"])
+    assert code == 2
+    reason = paths.failure.read_text()
+    assert secret not in reason and "***" in reason
+
+
+def test_a_model_saved_before_the_safe_format_says_how_to_retrain(tmp_path: Path) -> None:
+    from steps.contract import LEGACY_MODEL_FILE
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / LEGACY_MODEL_FILE).write_bytes(b"not trusted")
+    assert entrypoint.unpack_model(model, tmp_path / "scratch") == model
+    from steps.train import load_model
+
+    with pytest.raises(Exception, match=r"(?i)retrain"):
+        load_model(model)
