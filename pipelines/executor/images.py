@@ -84,14 +84,19 @@ class ContainerEngine:
 
         ``mounts`` are paths under /opt/ml (``/opt/ml/processing/input/config``...): each
         is bound separately, so a rename across them fails as in SageMaker's local mode.
-        The host network lets the job reach the local store's S3 endpoint on 127.0.0.1.
+        The host network lets the job reach the local store's S3 endpoint on 127.0.0.1;
+        a host file the environment names (the S3 client's config) is mounted read-only
+        at the same path. Host paths are made absolute, as engines require.
         """
+        tree = Path(tree).resolve()
         cmd = [self.tool, "run", "--rm", "--name", name, "--network", "host", *self.run_flags]
         cmd += ["-v", f"{tree}:{OPT_ML}"]
         for mount in mounts:
             local = tree / Path(mount).relative_to(OPT_ML)
             cmd += ["-v", f"{local}:{mount}"]
         for key, value in sorted(env.items()):
+            if value.startswith("/") and value != os.devnull and Path(value).is_file():
+                cmd += ["-v", f"{value}:{value}:ro"]
             cmd += ["-e", f"{key}={value}"]
         if entrypoint:
             cmd += ["--entrypoint", entrypoint[0], image_uri, *entrypoint[1:], *arguments]

@@ -178,7 +178,7 @@ def job_environment(endpoint: str | None, region: str, folder: Path) -> dict[str
         "AWS_SESSION_TOKEN": "local",
         "AWS_REGION": region,
         "AWS_DEFAULT_REGION": region,
-        "AWS_CONFIG_FILE": str(config),
+        "AWS_CONFIG_FILE": str(config.resolve()),
         "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
         "AWS_EC2_METADATA_DISABLED": "true",
     }

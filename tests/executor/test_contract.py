@@ -119,6 +119,29 @@ def test_container_engine_command_lines(tmp_path: Path) -> None:
         images.ContainerEngine("lxc")
 
 
+def test_container_mounts_are_absolute_and_env_files_are_mounted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Engines refuse relative host paths (they read them as volume names)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tree").mkdir()
+    config = tmp_path / "aws-config"
+    config.write_text("[default]\n")
+    cmd = images.ContainerEngine("podman").command(
+        "job-3",
+        "img",
+        Path("tree"),
+        ["/opt/ml/processing/input/config"],
+        None,
+        [],
+        {"AWS_CONFIG_FILE": str(config), "AWS_SHARED_CREDENTIALS_FILE": "/dev/null"},
+    )
+    mounts = [cmd[i + 1] for i, item in enumerate(cmd) if item == "-v"]
+    assert all(m.startswith("/") for m in mounts), mounts
+    assert f"{tmp_path}/tree:/opt/ml" in mounts
+    assert f"{config}:{config}:ro" in mounts and not any("/dev/null" in m for m in mounts)
+
+
 def test_local_image_mapping_and_entrypoint_override() -> None:
     mapping = images.LocalImages(
         {"img": images.LocalImage(("python", "-m", "pkg.main"))}, interpreter="/env/python"
