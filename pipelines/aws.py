@@ -49,9 +49,7 @@ def session(region_name: str | None = None, profile: str | None = None) -> boto3
         probe = boto3.Session(profile_name=profile)
     except ProfileNotFound as exc:
         raise ConfigError(f"{exc}. {CREDENTIALS_HELP}") from None
-    name = region_name or os.environ.get("AWS_REGION") or probe.region_name
-    if not name:
-        raise ConfigError(f"No AWS region is set. {REGION_HELP}")
+    name = _region_name(region_name, probe)
     if probe.get_credentials() is None:
         raise ConfigError(f"No AWS credentials found. {CREDENTIALS_HELP}")
     return boto3.Session(profile_name=profile, region_name=name)
@@ -59,7 +57,12 @@ def session(region_name: str | None = None, profile: str | None = None) -> boto3
 
 def region(cfg: DictConfig) -> str:
     """The AWS region: ``sagemaker.region``, else AWS_REGION / AWS_DEFAULT_REGION / the profile."""
-    name = cfg.sagemaker.region or os.environ.get("AWS_REGION") or boto3.Session().region_name
+    return _region_name(cfg.sagemaker.region, boto3.Session())
+
+
+def _region_name(explicit: str | None, probe: boto3.Session) -> str:
+    """``explicit``, else AWS_REGION / AWS_DEFAULT_REGION / the profile's; or a message."""
+    name = explicit or os.environ.get("AWS_REGION") or probe.region_name
     if not name:
         raise ConfigError(f"No AWS region is set. {REGION_HELP}")
     return str(name)

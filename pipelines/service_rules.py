@@ -14,7 +14,8 @@ the service refuses more. Where sources disagree, the stricter limit applies:
   whose value is empty (sagemaker-python-sdk #582).
 * A pipeline parameter value given at StartPipelineExecution may not be empty
   and is at most 1024 characters (Parameter.Value in the API reference).
-* Names: pipeline 82 characters; processing and training job 63; tuning job 32.
+* Names (pipeline 82 characters; processing and training job 63; tuning job 32)
+  are in botocore's model, which the local executor enforces.
 
 ``resolve`` substitutes parameter values into a definition's expressions so the
 checks see each value as the service would; step properties not known before
@@ -29,7 +30,6 @@ from typing import Any
 CONTAINER_ITEM_MAX = 256
 HYPERPARAMETER_MAX = 256
 PARAMETER_VALUE_MAX = 1024
-NAME_MAX = {"pipeline": 82, "processing": 63, "training": 63, "tuning": 32}
 # An execution ID as the service makes them (12 lower-case letters and digits).
 EXECUTION_ID_PLACEHOLDER = "a1b2c3d4e5f6"
 

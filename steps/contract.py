@@ -8,9 +8,8 @@ A light module (no scientific imports).
 
 from __future__ import annotations
 
-from conf import CONFIG_FILE
-
-__all__ = ["CONFIG_FILE"]  # re-exported: the resolved config beside every output
+# Re-exported: the resolved config beside every output (defined in ``conf``).
+from conf import CONFIG_FILE as CONFIG_FILE
 
 # The image's entrypoint command and the jobs it runs.
 ENTRYPOINT = ("python", "-m", "container.entrypoint")

@@ -9,11 +9,11 @@ from typing import Any
 
 from pipelines.executor.errors import DefinitionError, ParameterError
 from pipelines.executor.expressions import references
+from pipelines.service_rules import PARAMETER_VALUE_MAX
 
 SUPPORTED = ("Processing", "Training", "Tuning", "Condition", "Fail", "RegisterModel")
 # Limits of StartPipelineExecution's PipelineParameters (ParameterValue: 0..1024, but the
 # service refuses an empty value at start).
-MAX_PARAMETER_VALUE = 1024
 
 
 @dataclass
@@ -154,10 +154,10 @@ def parameters(definition: dict[str, Any], given: dict[str, str]) -> dict[str, A
                     f"Parameter {name} is empty: the service refuses an empty parameter value "
                     "at StartPipelineExecution. Leave the parameter out to use its default."
                 )
-            if len(raw) > MAX_PARAMETER_VALUE:
+            if len(raw) > PARAMETER_VALUE_MAX:
                 raise ParameterError(
                     f"Parameter {name} is {len(raw)} characters long; the service allows at "
-                    f"most {MAX_PARAMETER_VALUE}."
+                    f"most {PARAMETER_VALUE_MAX}."
                 )
         elif "DefaultValue" in spec:
             raw = spec["DefaultValue"]

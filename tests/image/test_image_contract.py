@@ -23,6 +23,7 @@ from omegaconf import OmegaConf
 
 from conf import compose
 from infra import image as tool
+from pipelines.service_rules import job_steps
 from steps.contract import MODEL_FILE
 from tests.image.conftest import UPSERT
 
@@ -39,13 +40,7 @@ TUNER_KEYS = {
 
 def steps(definition: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Every step by name, those nested in condition steps included."""
-    out = {}
-    for step in definition["Steps"]:
-        out[step["Name"]] = step
-        if step["Type"] == "Condition":
-            for inner in step["Arguments"]["IfSteps"] + step["Arguments"]["ElseSteps"]:
-                out[inner["Name"]] = inner
-    return out
+    return {step["Name"]: step for step in job_steps(definition)}
 
 
 def resolve(value: Any, params: Mapping[str, str]) -> Any:

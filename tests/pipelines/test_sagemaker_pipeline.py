@@ -15,6 +15,7 @@ from botocore.validate import ParamValidator
 from conf import compose, to_yaml
 from conf.channel import CONFIG_FILE, digest, write_channel
 from pipelines import aws, cli
+from pipelines.service_rules import job_steps
 
 ROLE = "arn:aws:iam::123456789012:role/claim-frequency-sagemaker"
 BASE = [
@@ -70,13 +71,7 @@ def tune_def(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], 
 
 def steps(definition: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """All steps by name, those nested in the condition step included."""
-    out = {}
-    for step in definition["Steps"]:
-        out[step["Name"]] = step
-        if step["Type"] == "Condition":
-            for inner in step["Arguments"]["IfSteps"] + step["Arguments"]["ElseSteps"]:
-                out[inner["Name"]] = inner
-    return out
+    return {step["Name"]: step for step in job_steps(definition)}
 
 
 def inputs(step: dict[str, Any]) -> dict[str, Any]:
