@@ -50,7 +50,7 @@ from steps.contract import (
     unset_to_empty,
 )
 from steps.errors import ConfigError, DataError, UserError, require_complete
-from steps.interrupt import Interrupted, signals_raise
+from steps.interrupt import Interrupted, exit_now, signals_raise
 
 # The step modules (scikit-learn, pandas, matplotlib) are imported by the command
 # that needs them, after its inputs and config are checked, so that a bad input
@@ -381,4 +381,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())

@@ -14,13 +14,18 @@ with one line, ``interrupted``, exit 130 or 143, no staging folder and no worker
 from __future__ import annotations
 
 import contextlib
+import copy
 import csv
 import json
 import logging
+import multiprocessing
 import os
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+import threading
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -30,15 +35,15 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import HydraException
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from conf import CONF_DIR, CONFIG_FILE, to_yaml, user_message
-from conf.secrets import install_log_redaction, redact
+from conf.secrets import check_runtime_overrides, install_log_redaction, redact
 from steps.checks import check_config
 from steps.contract import METRICS_FILE
-from steps.errors import UserError, compose_checked, require_complete
-from steps.interrupt import Interrupted, exit_interrupted, signals_raise, watch_parent
+from steps.errors import ConfigError, UserError, compose_checked, require_complete
+from steps.interrupt import Interrupted, exit_interrupted, exit_now, signals_raise, watch_parent
 
 log = logging.getLogger(__name__)
 SUMMARY_COLUMNS = ("poisson_deviance", "d2", "gini", "baseline_poisson_deviance", "d2_ratio")
@@ -47,26 +52,91 @@ FAILED_FILE = "FAILED"
 CLEANUP_ROOTS: list[Path] = []
 # Exit code of the last multirun's summary: 0, 1 (a job failed unexpectedly) or 2.
 SWEEP_EXIT: list[int] = []
+# The entrypoint's own check of a single run's config (``RunChecks`` applies it).
+RUN_CHECKS: list[Callable[[DictConfig], None]] = []
 
 
 def run(cfg: DictConfig, out: Path) -> dict[str, Any]:
     """Run the three steps with all outputs under ``out``; return the metrics."""
-    # Imported here, so that a bad override fails before scikit-learn is loaded.
-    from steps.evaluate import evaluate
     from steps.io import staged_outputs
-    from steps.prepare import prepare
-    from steps.train import train
 
     require_complete(cfg)
     check_config(cfg)
     with staged_outputs(out) as stage:
         (stage / CONFIG_FILE).write_text(to_yaml(cfg))
-    splits = prepare(cfg, out / "data")
+    with prepared_ahead(cfg, out / "data") as prepared:
+        # Imported here, so that a bad override fails before these libraries load.
+        from steps.evaluate import evaluate
+        from steps.train import train
+    splits = prepared()
     train(cfg, splits["train"], splits["validation"], out / "model")
     metrics = evaluate(cfg, out / "model", splits["test"], out, validation_dir=splits["validation"])
     print(summary_table([(cfg.model.name, metrics)]), flush=True)
     print(f"Outputs: {out}", flush=True)
     return metrics
+
+
+@contextlib.contextmanager
+def prepared_ahead(cfg: DictConfig, data_dir: Path) -> Iterator[Callable[[], dict[str, Path]]]:
+    """Run the prepare step while the block loads what training and evaluation need.
+
+    Yields a function that returns the step's split folders once the block has ended;
+    the step's error is raised as the block ends. Where a fork is safe (Linux, no other
+    thread running) the step runs in a forked child, so that the data is ready when the
+    libraries are; elsewhere it runs here, before the block. Either way it is the same
+    step function with the same outputs, and training starts only once it has finished.
+    """
+    from steps.prepare import prepare
+
+    splits: list[dict[str, Path]] = []
+    if sys.platform != "linux" or threading.active_count() > 1:
+        splits.append(prepare(cfg, data_dir))
+        yield lambda: splits[0]
+        return
+    context = multiprocessing.get_context("fork")
+    receive, send = context.Pipe(duplex=False)
+    child = context.Process(target=_send_result, args=(send, prepare, cfg, data_dir))
+    child.start()
+    send.close()
+    try:
+        yield lambda: splits[0]
+        splits.append(_received(child, receive))
+    except BaseException:
+        if child.is_alive():  # the block failed or was interrupted: stop the step too
+            child.terminate()
+        raise
+    finally:
+        child.join()
+        receive.close()
+
+
+def _send_result(send: Connection, task: Callable[..., Any], *args: Any) -> None:
+    """In the child: ``task(*args)``, then its value or its error to the parent."""
+    watch_parent()
+    try:
+        outcome: tuple[bool, Any] = (True, task(*args))
+    except BaseException as err:
+        if not isinstance(err, UserError | Interrupted):
+            err.add_note(traceback.format_exc().rstrip())
+        outcome = (False, err)
+    try:
+        send.send(outcome)
+    except Exception as err:  # an error that cannot be pickled: its text still arrives
+        send.send((False, RuntimeError(f"{type(outcome[1]).__name__}: {outcome[1]} ({err})")))
+
+
+def _received(child: multiprocessing.process.BaseProcess, receive: Connection) -> Any:
+    """The child's value, or its error raised here."""
+    try:
+        ok, value = receive.recv()
+    except EOFError:
+        child.join()
+        raise RuntimeError(
+            f"The prepare step's process ended without a result (exit code {child.exitcode})."
+        ) from None
+    if not ok:
+        raise value
+    return value
 
 
 def summary_table(rows: list[tuple[str, dict[str, Any]]]) -> str:
@@ -214,14 +284,20 @@ def preflight(argv: Sequence[str], extra_check: Callable[[DictConfig], None] | N
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
 
-    from steps.errors import ConfigError
-
     args = get_args_parser().parse_args(list(argv))
     informational = (args.help, args.hydra_help, args.cfg, args.info, args.shell_completion)
     if any(informational) or args.config_name or args.config_dir or args.config_path:
         return
     overrides = list(args.overrides)
     multirun = args.multirun or "hydra.mode=MULTIRUN" in overrides
+    if not multirun:
+        # Composed once, by Hydra: ``RunChecks`` checks it before the run writes anything.
+        try:
+            check_runtime_overrides(overrides)
+        except HydraException as err:
+            raise ConfigError(f"Invalid overrides {' '.join(overrides)!r}: {err}") from None
+        RUN_CHECKS[:] = [extra_check] if extra_check else []
+        return
     if multirun:
         try:
             parsed = OverridesParser.create().parse_overrides(overrides)
@@ -244,11 +320,38 @@ def preflight(argv: Sequence[str], extra_check: Callable[[DictConfig], None] | N
     check_output_folder(jobs[0], multirun)
 
 
+class RunRefused(BaseException):
+    """A single run's config failed ``RunChecks``: carries the ``UserError`` out of Hydra.
+
+    Hydra turns an ``Exception`` raised by a callback into a warning and goes on, so
+    the refusal travels as a ``BaseException`` to ``launch``, which reports it.
+    """
+
+    def __init__(self, error: UserError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class RunChecks(Callback):
+    """A single run's checks, on the config Hydra composed, before the run writes anything."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        cfg = copy.deepcopy(config)
+        with open_dict(cfg):
+            del cfg["hydra"]
+        try:
+            require_complete(cfg)
+            check_config(cfg)
+            for check in RUN_CHECKS:
+                check(cfg)
+            check_folder(Path(str(config.hydra.run.dir)).expanduser(), "hydra.run.dir")
+        except UserError as err:
+            raise RunRefused(err) from None
+
+
 def check_output_folder(overrides: Sequence[str], multirun: bool) -> None:
     """The run (or sweep) folder must be new or empty, and its disk writable with space."""
     from hydra import compose, initialize_config_dir
-
-    from steps.errors import OutputExistsError
 
     key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
     try:
@@ -260,6 +363,13 @@ def check_output_folder(overrides: Sequence[str], multirun: bool) -> None:
         return
     finally:
         GlobalHydra.instance().clear()
+    check_folder(folder, key)
+
+
+def check_folder(folder: Path, key: str) -> None:
+    """``folder`` (the value of ``key``) must be new or empty, on a writable disk with space."""
+    from steps.errors import OutputExistsError
+
     if folder.is_dir() and any(folder.iterdir()):
         raise OutputExistsError(
             f"{key}='{folder}' already exists and is not empty: choose a new or empty folder "
@@ -304,8 +414,8 @@ def launch(app: Callable[[], Any], extra_check: Callable[[DictConfig], None] | N
                 preflight(sys.argv[1:], extra_check)
                 SWEEP_EXIT.clear()
                 app()
-            except (UserError, HydraException, OmegaConfBaseException) as err:
-                text = str(err) if isinstance(err, UserError) else user_message(err)
+            except (UserError, RunRefused, HydraException, OmegaConfBaseException) as err:
+                text = str(err) if isinstance(err, UserError | RunRefused) else user_message(err)
                 print(f"error: {redact(' '.join(text.split()))}", file=sys.stderr, flush=True)
                 return 2
     except Interrupted as err:
@@ -323,7 +433,7 @@ def hydra_main(cfg: DictConfig, out: Path) -> float:
 
 def main() -> None:
     """``python -m pipelines.local [-m] [overrides]``."""
-    sys.exit(launch(hydra_main))
+    exit_now(launch(hydra_main))
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import logging
 import math
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from conf import to_yaml
 from pipelines.local import guarded, launch, summary_table
 from steps.checks import check_config, check_tuning
 from steps.errors import ConfigError, DataError, UserError, require_complete
+from steps.interrupt import exit_now
 from steps.io import staged_outputs
 
 log = logging.getLogger(__name__)
@@ -159,7 +159,7 @@ def hydra_main(cfg: DictConfig, out: Path) -> float:
 
 def main() -> None:
     """``python -m pipelines.tune_local [overrides]``."""
-    sys.exit(launch(hydra_main, extra_check=check_tuning))
+    exit_now(launch(hydra_main, extra_check=check_tuning))
 
 
 if __name__ == "__main__":

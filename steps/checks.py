@@ -9,6 +9,7 @@ adds the search budget, objective and ranges.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -27,8 +28,25 @@ FORMATS = ("csv", "parquet")
 BYTES_PER_ROW = 500
 
 
+# Configs (as resolved JSON) that passed check_config in this process: a local run's
+# steps each check the config they are given, and the same config passes once.
+_PASSED: set[str] = set()
+
+
 def check_config(cfg: DictConfig) -> None:
     """Raise one ``ConfigError`` listing every problem with ``cfg``; return if none."""
+    try:
+        key = json.dumps(OmegaConf.to_container(cfg, resolve=True), sort_keys=True, default=str)
+    except OmegaConfBaseException:
+        key = None  # not resolvable: validation below names the problem
+    if key in _PASSED:
+        return
+    _check(cfg)
+    if key is not None:
+        _PASSED.add(key)
+
+
+def _check(cfg: DictConfig) -> None:
     try:
         validate(cfg)
     except (HydraException, OmegaConfBaseException) as err:

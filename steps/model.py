@@ -152,7 +152,13 @@ def rare_level_groups(df: pd.DataFrame, categorical: list[str], keep: int) -> di
     """
     levels = {}
     for col in categorical:
-        counts = df[col].astype(str).value_counts()
+        values = df[col]
+        if isinstance(values.dtype, pd.CategoricalDtype):  # counted on the codes, no copy
+            counts = values.value_counts()
+            counts = counts[counts > 0]
+            counts = counts.groupby(counts.index.astype(str)).sum()
+        else:
+            counts = values.astype(str).value_counts()
         if len(counts) <= keep + 1:
             continue
         ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))

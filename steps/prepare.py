@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from omegaconf import DictConfig
-from sklearn.model_selection import train_test_split
 
 from steps.checks import check_config, check_memory
 from steps.contract import SPLIT_FILE, SPLITS
@@ -30,18 +32,20 @@ def split(df: pd.DataFrame, cfg: DictConfig) -> dict[str, pd.DataFrame]:
             f"split.validation_fraction={val_frac} and split.test_fraction={test_frac} must "
             "each be between 0 and 1 and add up to less than 1."
         )
-    try:
-        rest, test = train_test_split(df, test_size=test_frac, random_state=cfg.split.seed)
-        train, validation = train_test_split(
-            rest, test_size=val_frac / (1 - test_frac), random_state=cfg.split.seed + 1
-        )
-    except ValueError:
+    # scikit-learn's train_test_split twice (test, then validation from the rest),
+    # done on row positions so that each split is taken from the frame once.
+    rest, test_rows = _shuffle_split(np.arange(len(df)), test_frac, cfg.split.seed)
+    train_rows, validation_rows = _shuffle_split(
+        rest, val_frac / (1 - test_frac), cfg.split.seed + 1
+    )
+    if not (len(train_rows) and len(validation_rows) and len(test_rows)):
         raise DataError(
             f"The data set '{cfg.data.name}' has {len(df)} rows: too few to split into train, "
             f"validation ({val_frac}) and test ({test_frac}) with at least {MIN_SPLIT_ROWS} rows "
             "each. Use more rows or other split fractions."
-        ) from None
-    parts = {"train": train, "validation": validation, "test": test}
+        )
+    rows = {"train": train_rows, "validation": validation_rows, "test": test_rows}
+    parts = {name: df.take(part_rows) for name, part_rows in rows.items()}
     for name, part in parts.items():
         if len(part) < MIN_SPLIT_ROWS:
             raise DataError(
@@ -56,6 +60,16 @@ def split(df: pd.DataFrame, cfg: DictConfig) -> dict[str, pd.DataFrame]:
                 "more rows, another split.seed, or check the target column."
             )
     return parts
+
+
+def _shuffle_split(rows: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(kept, held out): the rows scikit-learn's ``train_test_split`` gives for this seed.
+
+    The held-out part is the first ``ceil(fraction * n)`` rows of a seeded permutation.
+    """
+    order = np.random.RandomState(seed).permutation(len(rows))
+    n_held = math.ceil(fraction * len(rows))
+    return rows[order[n_held:]], rows[order[:n_held]]
 
 
 def columns(cfg: DictConfig) -> list[str]:
@@ -83,10 +97,17 @@ def prepare(
     parts = split(clean, cfg)
     output_dir = Path(output_dir)
     with staged_folders({name: output_dir / name for name in SPLITS}) as stages:
-        for name, stage in stages.items():
-            parts[name].to_parquet(stage / SPLIT_FILE, index=False)
+        for stage in stages.values():
             for file_name, text in (extra_files or {}).items():
                 (stage / file_name).write_text(text)
+        # Parquet encoding releases the GIL: the three splits are written at the same time.
+        with ThreadPoolExecutor(len(stages)) as pool:
+            writes = [
+                pool.submit(parts[name].to_parquet, stage / SPLIT_FILE, index=False)
+                for name, stage in stages.items()
+            ]
+        for write in writes:
+            write.result()
     sizes = ", ".join(f"{name}={len(parts[name])}" for name in SPLITS)
     log.info("Prepared %d rows of '%s': %s", len(clean), cfg.data.name, sizes)
     return {name: output_dir / name for name in SPLITS}

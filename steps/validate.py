@@ -55,7 +55,7 @@ def _whole(series: pd.Series) -> pd.Series:
 
 
 def validate(df: pd.DataFrame, data: DictConfig) -> pd.DataFrame:
-    """Return the frame with numeric columns as floats, or raise one ``DataError``.
+    """Return ``df``, its numeric columns made floats in place, or raise one ``DataError``.
 
     The error lists every broken rule with its column and how many rows break it.
     """
@@ -71,7 +71,7 @@ def validate(df: pd.DataFrame, data: DictConfig) -> pd.DataFrame:
     if len(df) == 0:
         raise DataError(f"The data set '{data.name}' has no rows.")
     try:
-        return schema(data).validate(df, lazy=True)
+        return schema(data).validate(df, lazy=True, inplace=True)
     except pa.errors.SchemaErrors as err:
         raise DataError(_describe(err.failure_cases, data.name, len(df))) from None
 

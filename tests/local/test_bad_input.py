@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import csv
+import logging
 import signal
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from hydra import compose as hydra_compose
+from hydra import initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import DictConfig
 
 import steps.train
-from conf import compose
-from pipelines.local import preflight
+from conf import CONF_DIR, compose
+from pipelines import local
 from pipelines.local import run as run_in_process
+from pipelines.tune_local import hydra_main as tune_main
 from pipelines.tune_local import tune
 from steps.checks import check_tuning
 from steps.errors import DataError, UserError
@@ -142,30 +149,70 @@ def test_file_without_exposure_column_trains(claims: pd.DataFrame, tmp_path: Pat
     ],
 )
 def test_preflight_refuses_before_anything_is_written(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, argv: list[str], expected: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys, argv: list[str], expected: str
 ) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "earlier" / ".hydra").mkdir(parents=True)
     (tmp_path / "earlier" / ".hydra" / "overrides.yaml").write_text("- seed=1\n")
     (tmp_path / "a-file").write_text("not a folder")
     before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
-    with pytest.raises(UserError) as info:
-        preflight(argv)
-    assert expected in str(info.value)
+    assert expected in refusal(monkeypatch, capsys, local.hydra_main, argv)
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
 
 
-def test_preflight_checks_the_search_before_local_tuning(tmp_path: Path) -> None:
-    with pytest.raises(UserError, match=r"tuning\.max_jobs=0 must be at least 1"):
-        preflight(["tuning.max_jobs=0"], extra_check=check_tuning)
+def refusal(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    app: Callable[[], object],
+    argv: list[str],
+    extra_check: Callable | None = None,
+) -> str:
+    """The entrypoint's refusal of ``argv`` (exit code 2): its one line on stderr.
+
+    A single run is checked on the config Hydra composes (``RunChecks``), a multirun
+    job by job before Hydra starts.
+    """
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
+    monkeypatch.setattr(sys, "argv", ["prog", *argv])
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        assert local.launch(app, extra_check) == 2
+    finally:  # Hydra's logging setup writes to this test's captured stream: undo it
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "Traceback" not in err
+    return err
+
+
+def test_preflight_checks_the_search_before_local_tuning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    err = refusal(monkeypatch, capsys, tune_main, ["tuning.max_jobs=0"], check_tuning)
+    assert "tuning.max_jobs=0 must be at least 1" in err
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_preflight_accepts_a_new_or_empty_folder(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "empty").mkdir()
-    preflight(["hydra.run.dir=empty", "data.n_rows=1000"])
-    preflight(["-m", "hydra.sweep.dir=new", "model=constant,glm_poisson"])
+    hcfg = compose_with_hydra(["hydra.run.dir=empty", "data.n_rows=1000"])
+    local.preflight(["hydra.run.dir=empty", "data.n_rows=1000"])
+    local.RunChecks().on_run_start(config=hcfg)
+    local.preflight(["-m", "hydra.sweep.dir=new", "model=constant,glm_poisson"])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]
+
+
+def compose_with_hydra(overrides: list[str]) -> DictConfig:
+    """The config as Hydra's own run composes it, ``hydra`` node included."""
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            return hydra_compose("config", overrides=overrides, return_hydra_config=True)
+    finally:
+        GlobalHydra.instance().clear()
 
 
 # -------------------------------------------------------------------- signals, in-process
@@ -304,3 +351,36 @@ def test_sigterm_stops_a_multirun_and_its_workers(tmp_path: Path) -> None:
         time.sleep(0.2)
     assert not [pid for pid in children if _alive(pid)]
     assert not list(tmp_path.rglob(".staging-*"))
+
+
+def test_sigterm_during_prepare_stops_the_run_and_its_prepare_child(tmp_path: Path) -> None:
+    import os
+    import sys
+    import time
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipelines.local", "data.n_rows=3000000", "hydra.run.dir=run"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=os.environ,
+    )
+    listing = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+    children: set[int] = set()
+    deadline = time.monotonic() + 60
+    while not children and time.monotonic() < deadline and proc.poll() is None:
+        children = {int(p) for p in listing.read_text().split()} if listing.exists() else set()
+        time.sleep(0.05)
+    assert children, proc.communicate()  # the prepare step's child is running
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143, stderr
+    assert stderr.strip().splitlines()[-1] == "interrupted"
+    assert "Traceback" not in stderr
+    assert not list(tmp_path.rglob(".staging-*"))
+    assert not list(tmp_path.rglob("*.parquet"))
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [pid for pid in children if _alive(pid)]

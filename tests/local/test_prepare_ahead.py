@@ -1,0 +1,92 @@
+"""A local run's prepare step in a forked child, while the run loads the training libraries."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+import steps.prepare
+from conf import compose
+from pipelines import local
+from steps.errors import DataError
+from steps.interrupt import Interrupted
+
+
+@pytest.fixture
+def forking(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Take the fork path here too (the test runner's own threads would disable it)."""
+    monkeypatch.setattr(local.threading, "active_count", lambda: 1)
+
+
+def test_the_step_runs_in_a_child_and_its_folders_arrive(forking, tmp_path: Path) -> None:
+    cfg = compose(["data.n_rows=3000"])
+    with local.prepared_ahead(cfg, tmp_path / "data") as prepared:
+        pass
+    splits = prepared()
+    assert sorted(splits) == ["test", "train", "validation"]
+    assert all((folder / "data.parquet").is_file() for folder in splits.values())
+
+
+def test_the_step_is_in_another_process(forking, monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(steps.prepare, "prepare", lambda cfg, folder: {"pid": os.getpid()})
+    with local.prepared_ahead(compose([]), tmp_path) as prepared:
+        pass
+    assert prepared()["pid"] != os.getpid()
+
+
+def test_a_user_error_in_the_child_is_raised_here_unchanged(forking, monkeypatch, tmp_path) -> None:
+    def bad(cfg, folder):
+        raise DataError("column 'Exposure' must have exposure > 0: 3 rows break it")
+
+    monkeypatch.setattr(steps.prepare, "prepare", bad)
+    with (
+        pytest.raises(DataError, match=r"^column 'Exposure' must have exposure > 0: 3 rows"),
+        local.prepared_ahead(compose([]), tmp_path),
+    ):
+        pass
+
+
+def test_an_unexpected_error_keeps_the_childs_traceback(forking, monkeypatch, tmp_path) -> None:
+    def broken(cfg, folder):
+        return {}["missing"]
+
+    monkeypatch.setattr(steps.prepare, "prepare", broken)
+    with pytest.raises(KeyError) as info, local.prepared_ahead(compose([]), tmp_path):
+        pass
+    assert "in broken" in "".join(info.value.__notes__)
+
+
+def test_a_child_that_dies_is_an_error_not_a_hang(forking, monkeypatch, tmp_path) -> None:
+    monkeypatch.setattr(steps.prepare, "prepare", lambda cfg, folder: os.kill(os.getpid(), 9))
+    with (
+        pytest.raises(RuntimeError, match="ended without a result"),
+        local.prepared_ahead(compose([]), tmp_path),
+    ):
+        pass
+
+
+def test_a_failing_block_stops_the_child_at_once(forking, monkeypatch, tmp_path) -> None:
+    monkeypatch.setattr(steps.prepare, "prepare", lambda cfg, folder: time.sleep(60))
+    start = time.monotonic()
+    with pytest.raises(ImportError), local.prepared_ahead(compose([]), tmp_path):
+        raise ImportError("a library failed to load")
+    assert time.monotonic() - start < 10
+    assert not local.multiprocessing.active_children()
+
+
+def test_without_a_safe_fork_the_step_runs_first_in_process(monkeypatch, tmp_path) -> None:
+    monkeypatch.setattr(local.threading, "active_count", lambda: 2)
+    monkeypatch.setattr(steps.prepare, "prepare", lambda cfg, folder: {"pid": os.getpid()})
+    with local.prepared_ahead(compose([]), tmp_path) as prepared:
+        pass
+    assert prepared() == {"pid": os.getpid()}
+
+
+def test_interrupted_crosses_a_process_boundary_intact() -> None:
+    err = pickle.loads(pickle.dumps(Interrupted(signal.SIGTERM)))
+    assert isinstance(err, Interrupted) and err.exit_code == 143
