@@ -40,6 +40,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from conf import CONF_DIR, CONFIG_FILE, to_yaml, user_message
 from conf.secrets import check_runtime_overrides, install_log_redaction, redact
+from steps import startup
 from steps.checks import check_config
 from steps.contract import METRICS_FILE
 from steps.errors import ConfigError, UserError, compose_checked, require_complete
@@ -65,9 +66,15 @@ def run(cfg: DictConfig, out: Path) -> dict[str, Any]:
     with staged_outputs(out) as stage:
         (stage / CONFIG_FILE).write_text(to_yaml(cfg))
     with prepared_ahead(cfg, out / "data") as prepared:
-        # Imported here, so that a bad override fails before these libraries load.
+        # Imported here, so that a bad override fails before these libraries load;
+        # the plots' and the split reader's libraries too, while the data is prepared.
+        import pyarrow.parquet  # noqa: F401
+
+        import steps.plots  # noqa: F401
         from steps.evaluate import evaluate
         from steps.train import train
+
+        startup.resume()
     splits = prepared()
     train(cfg, splits["train"], splits["validation"], out / "model")
     metrics = evaluate(cfg, out / "model", splits["test"], out, validation_dir=splits["validation"])
@@ -408,6 +415,7 @@ def launch(app: Callable[[], Any], extra_check: Callable[[DictConfig], None] | N
     """
     # Without this, Hydra prints its own report and exits 1 whatever the error.
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")
+    startup.pause()  # until the run has loaded its libraries (``run``)
     try:
         with signals_raise():
             try:
@@ -420,6 +428,8 @@ def launch(app: Callable[[], Any], extra_check: Callable[[DictConfig], None] | N
                 return 2
     except Interrupted as err:
         exit_interrupted(err, CLEANUP_ROOTS)
+    finally:
+        startup.resume()
     return SWEEP_EXIT[-1] if SWEEP_EXIT else 0
 
 

@@ -21,6 +21,7 @@ from optuna.trial import TrialState
 
 from conf import to_yaml
 from pipelines.local import guarded, launch, summary_table
+from steps import startup
 from steps.checks import check_config, check_tuning
 from steps.errors import ConfigError, DataError, UserError, require_complete
 from steps.interrupt import exit_now
@@ -69,6 +70,8 @@ def tune(cfg: DictConfig, out: Path) -> dict[str, Any]:
     from steps.evaluate import evaluate
     from steps.prepare import prepare
     from steps.train import train
+
+    startup.resume()
 
     require_complete(cfg)
     check_config(cfg)

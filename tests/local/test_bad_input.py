@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import gc
 import logging
 import signal
 import subprocess
@@ -183,6 +184,7 @@ def refusal(
         root.setLevel(level)
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "Traceback" not in err
+    assert gc.isenabled()  # the entrypoint's start-up pause ends with it
     return err
 
 
