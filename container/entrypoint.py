@@ -31,6 +31,7 @@ from conf.runtime import StartOverrideError, check_start_overrides
 from conf.secrets import install_log_redaction, redact
 from container import hyperparameters
 from container.paths import MODEL_ARCHIVE, OptMl
+from steps import startup
 from steps.contract import (
     CONFIG_CHANNEL,
     CONFIG_FILE,
@@ -143,6 +144,7 @@ def run_prepare(paths: OptMl, overrides: str) -> None:
     cfg = job_config(channel, runtime)
     from steps.prepare import prepare
 
+    loaded(cfg)
     prepare(cfg, paths.processing_outputs, extra_files={CONFIG_FILE: to_yaml(cfg)})
     log.info("Published %s to %s", ", ".join(SPLITS), paths.processing_outputs)
 
@@ -155,6 +157,7 @@ def run_train(paths: OptMl, overrides: str) -> None:
     from steps.io import staged_outputs
     from steps.train import train
 
+    loaded(cfg)
     with staged_outputs(paths.model) as stage:
         train(cfg, train_dir, validation_dir, stage)
         write_config(stage, cfg)
@@ -174,9 +177,11 @@ def run_evaluate(paths: OptMl, overrides: str) -> None:
     with tempfile.TemporaryDirectory(prefix="model-") as tmp:
         model_dir = unpack_model(model_input, Path(tmp))
         cfg = with_trained_model(cfg, model_dir)
+        import steps.plots  # noqa: F401
         from steps.evaluate import evaluate
         from steps.io import staged_outputs, write_json
 
+        loaded(cfg)
         output = paths.processing_output(EVALUATION_OUTPUT)
         with staged_outputs(output) as stage:
             metrics = evaluate(
@@ -189,6 +194,17 @@ def run_evaluate(paths: OptMl, overrides: str) -> None:
             write_json(stage / MODEL_QUALITY_FILE, model_quality(metrics["test"]))
             write_config(stage, cfg)
         log.info("Published the evaluation to %s", output)
+
+
+def loaded(cfg: DictConfig) -> None:
+    """Check ``cfg`` (scikit-learn loads for the estimator's constraints), then end start-up.
+
+    The step function checks the config again (at no cost) before any work.
+    """
+    from steps.checks import check_config
+
+    check_config(cfg)
+    startup.resume()
 
 
 COMMANDS: dict[str, Callable[[OptMl, str], None]] = {
@@ -347,6 +363,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         from container.serve import main as serve
 
         return serve(args_list[1:])
+    startup.pause()  # until the command has loaded its libraries (``loaded``)
+    try:
+        return _run_command(argv)
+    finally:
+        startup.resume()
+
+
+def _run_command(argv: Sequence[str] | None) -> int:
+    """The job command of ``main``, its failure reported as the contract says."""
     logging.basicConfig(
         level=logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
