@@ -31,6 +31,7 @@ from typing import Any
 from pipelines.executor.errors import JobInternalError, StepStopped
 from pipelines.executor.images import OPT_ML, ContainerEngine, LocalImages
 from pipelines.executor.storage import Store
+from pipelines.executor.warm import WarmImage
 
 # The service's side of the /opt/ml contract.
 HYPERPARAMETERS = "input/config/hyperparameters.json"
@@ -101,6 +102,8 @@ class Runner:
     engine: ContainerEngine | None = None
     isolation: str = "plain"
     job_env: dict[str, str] = field(default_factory=dict)
+    # The image's command with its libraries loaded (local processes only; see warm.py).
+    warm: WarmImage | None = None
     slots: threading.Semaphore = field(default_factory=lambda: threading.Semaphore(os.cpu_count()))
     stop: threading.Event = field(default_factory=threading.Event)
     _running: dict[str, subprocess.Popen] = field(default_factory=dict)
@@ -280,6 +283,7 @@ class Runner:
         command, env, workdir = self._command(
             name, image, entrypoint, arguments, tree, folders, environment
         )
+        job_command = command
         if isolated:
             spec = job_dir / "sandbox.json"
             sandbox = {
@@ -291,6 +295,18 @@ class Runner:
             spec.write_text(json.dumps(sandbox))
             command = ["unshare", "--mount", "--propagation", "private", "--"]
             command += [self.images.interpreter, "-S", str(SANDBOX), str(spec)]
+        if self.warm is not None and self.engine is None and self.warm.runs(job_command):
+            spec = job_dir / "warm.json"
+            warm = {
+                "module": self.warm.module,
+                "args": job_command[3:],
+                "cwd": str(workdir or job_dir),
+                "mounts": mounts if isolated else None,
+                "error": str(job_dir / "sandbox-error"),
+                "cold": command,
+            }
+            spec.write_text(json.dumps(warm))
+            command = self.warm.client_command(spec)
         code = self._spawn(name, command, env, workdir or job_dir, log_path, max_runtime)
         result.end = now()
         if isolated and (job_dir / "sandbox-error").exists():

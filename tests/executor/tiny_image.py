@@ -3,7 +3,8 @@
 ``train``: reads the ``numbers`` channel and ``hyperparameters.json``, prints
 ``loss=<value>``, writes ``model/model.json``. ``score IN OUT``: reads a model
 archive from processing input IN and writes ``metrics.json`` to OUT.
-``copy IN OUT`` copies. A ``fail`` hyperparameter or ``--fail`` argument writes
+``copy IN OUT`` copies. ``sleep`` waits a minute. Each prints its process ids (a warm
+image process, ``warm.py``, forks its jobs). A ``fail`` hyperparameter or ``--fail`` argument writes
 the failure file and exits 1. Standard library only.
 """
 
@@ -74,13 +75,28 @@ def copy(src: str, out: str) -> None:
         probe.unlink(missing_ok=True)
 
 
+def process_ids() -> None:
+    """This process, its parent and its parent's parent (read from /proc where there is one)."""
+    stat = Path(f"/proc/{os.getppid()}/stat")
+    grandparent = stat.read_text().rsplit(")", 1)[1].split()[1] if stat.exists() else "?"
+    print(f"pid={os.getpid()} parent={os.getppid()} grandparent={grandparent}", flush=True)
+
+
+def sleep() -> None:
+    import time
+
+    time.sleep(60)
+
+
 def main(argv: list[str]) -> None:
+    process_ids()
     if "--fail" in argv:
         fail("asked to fail by --fail")
     {
         "train": lambda: train(),
         "score": lambda: score(*argv[1:3]),
         "copy": lambda: copy(*argv[1:3]),
+        "sleep": sleep,
     }[argv[0]]()
 
 
