@@ -1,11 +1,16 @@
-"""``make local-run``: prepare -> train -> evaluate in one process, in Hydra's run folder.
+"""``make local-run``: prepare -> train -> evaluate, the step functions called here, in
+Hydra's run folder.
 
 Single runs and multiruns (``-m model.max_leaf_nodes=32,128``) share this
-entrypoint; a multirun ends with a summary table across its runs.
+entrypoint; a multirun ends with a summary table across its runs. The prepare
+step runs in a forked child while this process loads what training and
+evaluation need (``prepared_ahead``), and the garbage collector waits while the
+libraries load (``steps.startup``).
 
 Before Hydra writes anything, every run's config gets the same checks as a
 SageMaker job (``steps.checks.check_config``), runtime overrides may not read the
-environment or files, and the run (or sweep) folder must be new or empty. A failed
+environment or files, and the run (or sweep) folder must be new or empty: a
+multirun's jobs here, a single run's config as Hydra composed it (``RunChecks``). A failed
 run is marked with a ``FAILED`` file in its folder; in a multirun the other jobs go
 on, and the summary lists every job with its status. SIGINT and SIGTERM end the run
 with one line, ``interrupted``, exit 130 or 143, no staging folder and no worker left.
@@ -240,6 +245,7 @@ class SweepSummary(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         CLEANUP_ROOTS.append(Path(config.hydra.sweep.dir))
+        startup.resume()  # the jobs load their libraries in their own processes
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)

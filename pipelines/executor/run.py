@@ -50,10 +50,10 @@ PLACEHOLDERS = {
     "bucket": "claim-frequency-local",
 }
 LOCAL_REGION = "us-east-1"
-# What the project image's command loads before its work (``warm.py``): the entrypoint
-# module first, then the libraries of every job command.
+# What the project image's command loads before its work (``warm.py``): the libraries
+# of every job command.
 WARM_MODULES = (
-    "container.entrypoint",
+    "conf.channel",
     "steps.prepare",
     "steps.train",
     "steps.evaluate",
@@ -245,7 +245,7 @@ def start_warm_image(stack: ExitStack) -> WarmImage:
     path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
     warm = WarmImage(
         sys.executable,
-        WARM_MODULES[0],
+        None,  # the image's command, once the definition is built
         list(WARM_MODULES),
         ROOT,
         {**os.environ, "PYTHONPATH": path},
@@ -279,7 +279,10 @@ def execute(args: argparse.Namespace) -> int:
             print("Building the pipeline definition (as make upsert-pipeline does)...", flush=True)
             with loading():
                 definition, channel_uri, name, image, region = build(args.overrides, channel)
-                images = project_images(image, ROOT, image_entrypoint())
+                entrypoint = image_entrypoint()
+                images = project_images(image, ROOT, entrypoint)
+                if warm is not None and entrypoint[:2] in (("python", "-m"), ("python3", "-m")):
+                    warm.module = entrypoint[2]
                 params = preflight(definition, params, channel, args.allow_any_input)
         # The graph and the parameters are checked before anything is written.
         steps_of(definition)

@@ -183,12 +183,15 @@ def _own_mount_namespace() -> None:
 
 
 class WarmImage:
-    """A running warm server for one image command, ``python -m MODULE``."""
+    """A running warm server for one image command, ``python -m MODULE``.
+
+    ``module`` may be set once the image's command is known (the server starts first).
+    """
 
     def __init__(
         self,
         interpreter: str,
-        module: str,
+        module: str | None,
         preload: list[str],
         cwd: Path,
         env: dict[str, str],
@@ -217,7 +220,7 @@ class WarmImage:
 
     def runs(self, command: list[str]) -> bool:
         """Whether ``command`` is this image's ``python -m MODULE ...``."""
-        return command[:3] == [self.interpreter, "-m", self.module]
+        return self.module is not None and command[:3] == [self.interpreter, "-m", self.module]
 
     def client_command(self, spec: Path) -> list[str]:
         return [self.interpreter, "-S", str(Path(__file__)), "client", self.socket, str(spec)]
