@@ -15,7 +15,9 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from pipelines import aws, sdk
+from steps import startup
 from steps.errors import ConfigError, UserError, compose_checked, report
+from steps.interrupt import exit_now
 
 DEFAULT_OUT = Path("outputs/pipeline-definition.json")
 
@@ -151,13 +153,16 @@ COMMANDS = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    startup.pause()  # the SDK loads without the collector's passes
     try:
         cfg = compose_checked(args.overrides)
         COMMANDS[args.command](args, cfg)
     except UserError as err:
         return report(err)
+    finally:
+        startup.resume(freeze=False)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())

@@ -21,9 +21,14 @@ def pause() -> None:
         _paused.append(True)
 
 
-def resume() -> None:
-    """Freeze what is loaded and run the collector again, if ``pause`` stopped it."""
+def resume(freeze: bool = True) -> None:
+    """Run the collector again, if ``pause`` stopped it; first freeze what is loaded.
+
+    A command that ends right after its work (``freeze=False``) leaves the objects
+    to the collector instead: nothing is kept for good in a process that goes on.
+    """
     if _paused:
         _paused.clear()
-        gc.freeze()
+        if freeze:
+            gc.freeze()
         gc.enable()

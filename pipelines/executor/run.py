@@ -260,7 +260,10 @@ def execute(args: argparse.Namespace) -> int:
     outputs: Path = args.outputs
     with ExitStack() as stack:
         warm = None
-        if args.definition is None and args.container is None and not args.cold:
+        # Forking a process with these libraries loaded is safe on Linux; elsewhere jobs
+        # start cold (macOS's system frameworks do not survive a fork reliably).
+        local = args.definition is None and args.container is None
+        if local and not args.cold and sys.platform == "linux":
             warm = start_warm_image(stack)
         if args.definition is not None:
             definition = json.loads(args.definition.read_text())
