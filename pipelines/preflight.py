@@ -9,7 +9,6 @@ that names the parameter, the key or the limit. The same checks serve
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,8 @@ from conf import CONFIG_FILE
 from conf.channel import compose_from_channel, parse_overrides
 from conf.runtime import StartOverrideError, check_start_overrides
 from pipelines import service_rules as rules
+from pipelines.executor.definition import parameters as service_parameters
+from pipelines.executor.errors import ParameterError
 from steps.contract import (
     CONFIG_CHANNEL,
     INPUT_DATA_PARAMETER,
@@ -60,13 +61,16 @@ def check_start(
     config checks).
     """
     declared = {p["Name"]: p for p in definition.get("Parameters", [])}
-    unknown = sorted(set(params) - set(declared))
-    if unknown:
-        raise ConfigError(
-            f"Unknown pipeline parameter(s) {', '.join(unknown)}; "
-            f"the pipeline has {', '.join(sorted(declared))}."
-        )
-    values = {name: _checked_value(declared[name], value) for name, value in params.items()}
+    # An empty value clears a parameter whose "not set" value is ``none``.
+    clearable = {name for name, p in declared.items() if p.get("DefaultValue") == UNSET}
+    values = {
+        name: UNSET if value == "" and name in clearable else value
+        for name, value in params.items()
+    }
+    try:  # what the service refuses: unknown names, empty values, types, enum values
+        service_parameters(dict(definition), values)
+    except ParameterError as err:
+        raise ConfigError(str(err)) from None
     effective = {name: values.get(name, p.get("DefaultValue")) for name, p in declared.items()}
     _check_lengths(definition, effective)
     if channel is not None:
@@ -111,30 +115,6 @@ def parameter_limits(
 
 
 # ----------------------------------------------------------------------------- checks
-
-
-def _checked_value(parameter: Mapping[str, Any], value: str) -> str:
-    name, kind = parameter["Name"], parameter.get("Type", "String")
-    if value == "":
-        if parameter.get("DefaultValue") == UNSET:
-            return UNSET
-        raise ConfigError(
-            f"--param {name}= is empty: the service refuses empty parameter values. Omit "
-            f"--param {name} to use its default ({parameter.get('DefaultValue')!r})."
-        )
-    if kind in ("Float", "Integer"):
-        try:
-            number = float(value)
-        except ValueError:
-            number = math.nan
-        if not math.isfinite(number) or (kind == "Integer" and not number.is_integer()):
-            raise ConfigError(f"--param {name}={value!r} must be a finite {kind.lower()}.")
-    if kind == "Boolean" and value.lower() not in ("true", "false"):
-        raise ConfigError(f"--param {name}={value!r} must be true or false.")
-    allowed = parameter.get("EnumValues")
-    if allowed and value not in allowed:
-        raise ConfigError(f"--param {name}={value!r} must be one of {', '.join(allowed)}.")
-    return value
 
 
 def _check_lengths(definition: Mapping[str, Any], effective: Mapping[str, Any]) -> None:

@@ -127,7 +127,10 @@ def _typed(name: str, kind: str, value: Any) -> Any:
                 raise ValueError
             return str(value).lower() == "true"
     except (TypeError, ValueError):
-        raise ParameterError(f"Parameter {name}={value!r} is not a valid {kind} value.") from None
+        expected = {"Integer": "a whole number", "Float": "a finite number"}.get(kind, "true/false")
+        raise ParameterError(
+            f"Parameter {name}={value!r} is not a valid {kind} value ({expected})."
+        ) from None
     return str(value)
 
 
@@ -150,9 +153,11 @@ def parameters(definition: dict[str, Any], given: dict[str, str]) -> dict[str, A
         if name in given:
             raw = given[name]
             if raw == "":
+                default = f" ({spec['DefaultValue']!r})" if "DefaultValue" in spec else ""
                 raise ParameterError(
-                    f"Parameter {name} is empty: the service refuses an empty parameter value "
-                    "at StartPipelineExecution. Leave the parameter out to use its default."
+                    f"Parameter {name}= is empty: the service refuses an empty parameter value "
+                    f"at StartPipelineExecution. Leave --param {name} out to use its default"
+                    f"{default}."
                 )
             if len(raw) > PARAMETER_VALUE_MAX:
                 raise ParameterError(

@@ -119,7 +119,7 @@ def test_parameters_as_the_service_checks_them() -> None:
     }
     with pytest.raises(ParameterError, match="Unknown pipeline parameter"):
         definition.parameters(spec, {"Nope": "1"})
-    with pytest.raises(ParameterError, match="S is empty"):
+    with pytest.raises(ParameterError, match="S= is empty"):
         definition.parameters(spec, {"S": ""})
     with pytest.raises(ParameterError, match="not one of its allowed values"):
         definition.parameters(spec, {"E": "c"})

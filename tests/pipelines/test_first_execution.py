@@ -161,9 +161,9 @@ def test_empty_value_clears_or_is_refused(train: Built) -> None:
     }
     with pytest.raises(ConfigError, match="ModelApprovalStatus= is empty"):
         train.check(ModelApprovalStatus="")
-    with pytest.raises(ConfigError, match="one of Approved"):
+    with pytest.raises(ConfigError, match="not one of its allowed values: Approved"):
         train.check(ModelApprovalStatus="approved")
-    with pytest.raises(ConfigError, match="finite float"):
+    with pytest.raises(ConfigError, match=r"not a valid Float value \(a finite number\)"):
         train.check(QualityThreshold="nan")
     with pytest.raises(ConfigError, match=r"Unknown pipeline parameter.*Nope"):
         train.check(Nope="1")
