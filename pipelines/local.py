@@ -311,26 +311,27 @@ def preflight(argv: Sequence[str], extra_check: Callable[[DictConfig], None] | N
             raise ConfigError(f"Invalid overrides {' '.join(overrides)!r}: {err}") from None
         RUN_CHECKS[:] = [extra_check] if extra_check else []
         return
-    if multirun:
-        try:
-            parsed = OverridesParser.create().parse_overrides(overrides)
-        except HydraException as err:
-            raise ConfigError(f"Invalid overrides {' '.join(overrides)!r}: {err}") from None
-        jobs = [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
-    else:
-        jobs = [overrides]
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except HydraException as err:
+        raise ConfigError(f"Invalid overrides {' '.join(overrides)!r}: {err}") from None
+    jobs = [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
     for number, job in enumerate(jobs):
         try:
-            cfg = compose_checked(job)
-            require_complete(cfg)
-            check_config(cfg)
-            if extra_check:
-                extra_check(cfg)
+            check_run(compose_checked(job), [extra_check] if extra_check else [])
         except UserError as err:
             if len(jobs) == 1:
                 raise
             raise type(err)(f"Job {number} ({' '.join(job)}) of the multirun: {err}") from None
-    check_output_folder(jobs[0], multirun)
+    check_sweep_folder(jobs[0])
+
+
+def check_run(cfg: DictConfig, extra_checks: Sequence[Callable[[DictConfig], None]]) -> None:
+    """One run's config: complete, the checks of every job, and the entrypoint's own."""
+    require_complete(cfg)
+    check_config(cfg)
+    for check in extra_checks:
+        check(cfg)
 
 
 class RunRefused(BaseException):
@@ -353,20 +354,17 @@ class RunChecks(Callback):
         with open_dict(cfg):
             del cfg["hydra"]
         try:
-            require_complete(cfg)
-            check_config(cfg)
-            for check in RUN_CHECKS:
-                check(cfg)
+            check_run(cfg, RUN_CHECKS)
             check_folder(Path(str(config.hydra.run.dir)).expanduser(), "hydra.run.dir")
         except UserError as err:
             raise RunRefused(err) from None
 
 
-def check_output_folder(overrides: Sequence[str], multirun: bool) -> None:
-    """The run (or sweep) folder must be new or empty, and its disk writable with space."""
+def check_sweep_folder(overrides: Sequence[str]) -> None:
+    """A multirun's sweep folder must be new or empty, and its disk writable with space."""
     from hydra import compose, initialize_config_dir
 
-    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    key = "hydra.sweep.dir"
     try:
         GlobalHydra.instance().clear()
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):

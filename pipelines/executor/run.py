@@ -18,7 +18,6 @@ pre-flight); the executor's other modules know only the definition.
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
 import shlex
@@ -26,8 +25,8 @@ import shutil
 import signal
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from collections.abc import Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +39,7 @@ from pipelines.executor.jobs import Runner, isolation_mode
 from pipelines.executor.record import RECORD
 from pipelines.executor.storage import BotoStore, FolderStore, S3Endpoint, Store
 from pipelines.executor.table import LiveTable
-from pipelines.executor.warm import WarmImage
+from pipelines.executor.warm import WarmImage, loading
 
 ROOT = Path(__file__).resolve().parents[2]
 OUTPUTS = Path("outputs/pipelines")
@@ -122,24 +121,6 @@ def parse_params(items: Sequence[str]) -> dict[str, str]:
 
 
 # ----------------------------------------------------------------- the project bridge
-
-
-@contextmanager
-def loading() -> Iterator[None]:
-    """The cyclic garbage collector waits while the SDK loads and the definition is built.
-
-    Importing the SageMaker SDK builds about a thousand pydantic models; the collector's
-    passes over them cost about a quarter of the import. What is loaded stays for the
-    whole execution: on leaving, ``gc.freeze`` moves it out of later collections.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.freeze()
-        if enabled:
-            gc.enable()
 
 
 def placeholder_overrides(cfg: Any) -> list[str]:

@@ -32,6 +32,7 @@ import subprocess
 import sys
 import time
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -44,16 +45,34 @@ CLONE_NEWNS = 0x00020000
 # ----------------------------------------------------------------------------- server
 
 
+@contextlib.contextmanager
+def loading() -> Iterator[None]:
+    """The cyclic garbage collector waits while the block loads libraries.
+
+    Importing scikit-learn, pandas or the SageMaker SDK (about a thousand pydantic
+    models) creates millions of objects; the collector's passes over them cost a large
+    share of the import. What is loaded stays for the whole process: on leaving,
+    ``gc.freeze`` moves it out of later collections. (The jobs' own entrypoints do
+    the same with ``steps.startup``, on their side of the contract.)
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if enabled:
+            gc.enable()
+
+
 def serve(socket_path: str, modules: list[str]) -> None:
     """Load ``modules``, then fork one job process per connection until the parent ends."""
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(socket_path)
     server.listen(64)  # clients wait here while the modules load
-    gc.disable()
-    for module in modules:
-        importlib.import_module(module)
-    gc.freeze()
-    gc.enable()
+    with loading():
+        for module in modules:
+            importlib.import_module(module)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # job processes are reaped at once
     parent = os.getppid()
     server.settimeout(0.5)
