@@ -25,6 +25,7 @@ import json
 import logging
 import multiprocessing
 import os
+import signal
 import sys
 import tempfile
 import threading
@@ -112,11 +113,14 @@ def prepared_ahead(cfg: DictConfig, data_dir: Path) -> Iterator[Callable[[], dic
     send.close()
     try:
         yield lambda: splits[0]
-        splits.append(_received(child, receive))
     except BaseException:
         if child.is_alive():  # the block failed or was interrupted: stop the step too
             child.terminate()
+        child.join()
+        receive.close()
         raise
+    try:  # the step's own error is raised here; its child has ended or is ending
+        splits.append(_received(child, receive))
     finally:
         child.join()
         receive.close()
@@ -131,8 +135,14 @@ def _send_result(send: Connection, task: Callable[..., Any], *args: Any) -> None
         if not isinstance(err, UserError | Interrupted):
             err.add_note(traceback.format_exc().rstrip())
         outcome = (False, err)
+    # The step is over and cleaned up: a signal from now on just ends this process
+    # (the inherited handler would raise ``Interrupted`` outside the step).
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, signal.SIG_DFL)
     try:
         send.send(outcome)
+    except BrokenPipeError:  # the parent stopped waiting (it failed or was interrupted)
+        pass
     except Exception as err:  # an error that cannot be pickled: its text still arrives
         send.send((False, RuntimeError(f"{type(outcome[1]).__name__}: {outcome[1]} ({err})")))
 

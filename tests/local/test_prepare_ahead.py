@@ -90,3 +90,22 @@ def test_without_a_safe_fork_the_step_runs_first_in_process(monkeypatch, tmp_pat
 def test_interrupted_crosses_a_process_boundary_intact() -> None:
     err = pickle.loads(pickle.dumps(Interrupted(signal.SIGTERM)))
     assert isinstance(err, Interrupted) and err.exit_code == 143
+
+
+def test_a_child_that_reported_its_error_ends_on_its_own(
+    forking, monkeypatch, tmp_path, capfd
+) -> None:
+    """Its result is in: stopping it then would race its exit (and print a traceback)."""
+    stopped: list[int] = []
+    monkeypatch.setattr(
+        local.multiprocessing.context.ForkProcess, "terminate", lambda self: stopped.append(1)
+    )
+
+    def bad(cfg, folder):
+        raise DataError("split.test_fraction=1.5 must be between 0 and 1")
+
+    monkeypatch.setattr(steps.prepare, "prepare", bad)
+    with pytest.raises(DataError), local.prepared_ahead(compose([]), tmp_path):
+        pass
+    assert stopped == []
+    assert "Traceback" not in capfd.readouterr().err
