@@ -302,9 +302,9 @@ class Execution:
         tuned["_local"] = {"TrainingJobs": jobs}
         return tuned
 
-    def _tuning_job(self, name: str, request: dict[str, Any]) -> dict[str, Any]:
+    def _tuning_job(self, name: str, request: dict[str, Any], threads: int) -> dict[str, Any]:
         rules.check("Training", request)
-        return self.runner.training(name, request)
+        return self.runner.training(name, request, threads)
 
     def _with_retries(
         self, step: definition.Step, local: dict[str, Any], attempt: Callable[[], dict[str, Any]]

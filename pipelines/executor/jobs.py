@@ -45,6 +45,8 @@ OUTPUT_DATA = "output/data"
 FAILURE = "output/failure"
 MESSAGE = "output/message"
 MODEL_ARCHIVE = "model.tar.gz"
+# How a job learns the cores it may use (OpenMP, and BLAS libraries that follow it).
+THREADS_VARIABLE = "OMP_NUM_THREADS"
 OUTPUT_ARCHIVE = "output.tar.gz"
 TRAIN_ARGUMENT = "train"
 MAX_FAILURE_REASON = 1024
@@ -157,8 +159,15 @@ class Runner:
 
     # -------------------------------------------------------------------- training
 
-    def training(self, name: str, request: dict[str, Any]) -> dict[str, Any]:
-        """Run a CreateTrainingJob request; return DescribeTrainingJob-like properties."""
+    def training(
+        self, name: str, request: dict[str, Any], threads: int | None = None
+    ) -> dict[str, Any]:
+        """Run a CreateTrainingJob request; return DescribeTrainingJob-like properties.
+
+        ``threads``: the cores this job has to itself while others share the machine
+        (a tuning job's parallel training jobs), given to it as ``OMP_NUM_THREADS``;
+        on the service each training job has an instance of its own.
+        """
         algo = request["AlgorithmSpecification"]
         folders = [
             Folder(
@@ -206,6 +215,7 @@ class Runner:
             request=request,
             metric_definitions=algo.get("MetricDefinitions", []),
             output_root=job_root,
+            platform_env={THREADS_VARIABLE: str(threads)} if threads else {},
         )
         props = {
             **request,
@@ -241,6 +251,7 @@ class Runner:
         request: dict[str, Any],
         metric_definitions: list[dict[str, str]] | None = None,
         output_root: str | None = None,
+        platform_env: dict[str, str] | None = None,
     ) -> JobResult:
         if self.stop.is_set():
             raise StepStopped(f"Job {name} was not started: the execution is stopping.")
@@ -280,6 +291,8 @@ class Runner:
                 raise
             raise JobInternalError(f"Staging the inputs of job {name} failed: {exc}") from exc
 
+        # The platform's settings first: the request's Environment wins, as on the service.
+        environment = {**(platform_env or {}), **environment}
         command, env, workdir = self._command(
             name, image, entrypoint, arguments, tree, folders, environment
         )

@@ -119,11 +119,13 @@ def _draw(rng: random.Random, spec: dict[str, Any]) -> float:
 def run_tuning(
     name: str,
     request: dict[str, Any],
-    train: Callable[[str, dict[str, Any]], dict[str, Any]],
+    train: Callable[[str, dict[str, Any], int], dict[str, Any]],
     cores: int | None = None,
 ) -> dict[str, Any]:
     """Run a CreateHyperParameterTuningJob request; return DescribeHyperParameterTuningJob-like
-    properties. ``train(job_name, training_request)`` runs one training job."""
+    properties. ``train(job_name, training_request, threads)`` runs one training job with
+    its share of the cores (each of the parallel jobs has an instance of its own on the
+    service; here they share the machine, and more threads than cores slow all of them)."""
     config = request["HyperParameterTuningJobConfig"]
     definition = request["TrainingJobDefinition"]
     strategy = config.get("Strategy", "Bayesian")
@@ -140,7 +142,9 @@ def run_tuning(
     max_jobs = len(grid) if grid is not None else int(limits.get("MaxNumberOfTrainingJobs", 1))
     if grid is not None and "MaxNumberOfTrainingJobs" in limits:
         max_jobs = min(max_jobs, int(limits["MaxNumberOfTrainingJobs"]))
-    parallel = max(1, min(int(limits.get("MaxParallelTrainingJobs", 1)), cores or os.cpu_count()))
+    cores = cores or os.cpu_count() or 1
+    parallel = max(1, min(int(limits.get("MaxParallelTrainingJobs", 1)), cores))
+    threads = max(1, cores // parallel)
     seed = config.get("RandomSeed")
     rng = random.Random(seed)
     study = None
@@ -165,7 +169,7 @@ def run_tuning(
         for key in ("DefinitionName", "TuningObjective", "HyperParameterRanges"):
             req.pop(key, None)
         req["TrainingJobName"] = job
-        props = train(job, req)
+        props = train(job, req, threads)
         summary: dict[str, Any] = {
             "TrainingJobName": job,
             "TrainingJobArn": props.get("TrainingJobArn"),

@@ -24,6 +24,7 @@ import gc
 import importlib
 import json
 import os
+import re
 import runpy
 import select
 import signal
@@ -166,6 +167,8 @@ def _run_module(spec: dict[str, Any], log: int) -> NoReturn:
     os.chdir(spec["cwd"])
     os.environ.clear()
     os.environ.update(spec["env"])
+    if spec["env"].get("OMP_NUM_THREADS", "").isdigit():
+        openmp_threads(int(spec["env"]["OMP_NUM_THREADS"]))
     sys.argv = [spec["module"], *spec["args"]]
     sys.modules.pop(spec["module"], None)  # runs fresh as __main__, as ``python -m`` runs it
     code: int = 0
@@ -184,6 +187,22 @@ def _run_module(spec: dict[str, Any], log: int) -> NoReturn:
         with contextlib.suppress(Exception):
             stream.flush()
     os._exit(code)
+
+
+def openmp_threads(count: int) -> None:
+    """Apply ``OMP_NUM_THREADS`` to the OpenMP runtimes this process already loaded.
+
+    A runtime reads the variable when it loads, which for a warm job was in the server:
+    its default is set again here, as a fresh process would have it.
+    """
+    with open("/proc/self/maps") as maps:
+        paths = {line.split()[-1] for line in maps if _OPENMP.search(line)}
+    for path in paths:
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(path).omp_set_num_threads(count)
+
+
+_OPENMP = re.compile(r"/lib(gomp|omp|iomp5)[^/]*\.so")
 
 
 def _own_mount_namespace() -> None:

@@ -33,7 +33,8 @@ def local(e: Execution, name: str) -> dict:
     return e.record.data["Local"]["Steps"][name]
 
 
-def test_train_variant_runs_every_step_from_the_definition(tmp_path: Path) -> None:
+def test_train_variant_runs_every_step_from_the_definition(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     spec = support.definition()
     spec["Steps"][0]["Arguments"]["Environment"] = {"GREETING": "hello"}
     e = support.execution(tmp_path, spec, params={"X": "3.5", "Flavour": "salty"})
@@ -49,6 +50,7 @@ def test_train_variant_runs_every_step_from_the_definition(tmp_path: Path) -> No
     hyper = json.loads((job / "opt_ml/input/config/hyperparameters.json").read_text())
     assert hyper == {"x": "3.5", "flavour": "salty"}
     assert "tiny_image.py train" in Path(fit["Log"]).read_text().splitlines()[0]
+    assert "omp_threads=None" in Path(fit["Log"]).read_text()  # a lone job: every core
     artifact = fit["Properties"]["ModelArtifacts"]["S3ModelArtifacts"]
     assert artifact.endswith(f"/model/{fit['Properties']['TrainingJobName']}/output/model.tar.gz")
     with tarfile.open(e.store.local_path(artifact)) as tar:
@@ -67,7 +69,8 @@ def test_train_variant_runs_every_step_from_the_definition(tmp_path: Path) -> No
     assert json.loads(Path(local(e, "Score")["Log"]).parent.joinpath("request.json").read_text())
 
 
-def test_tune_variant_picks_the_best_scraped_objective(tmp_path: Path) -> None:
+def test_tune_variant_picks_the_best_scraped_objective(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     e = support.execution(tmp_path, support.definition(tune=True))
     assert e.run() == "Succeeded"
     props = local(e, "Fit")["Properties"]
@@ -89,6 +92,10 @@ def test_tune_variant_picks_the_best_scraped_objective(tmp_path: Path) -> None:
     hyper = json.loads((job_log / "opt_ml/input/config/hyperparameters.json").read_text())
     assert hyper["_tuning_objective_metric"] == "loss" and hyper["flavour"] == "plain"
     assert hyper["x"] == summaries[0]["TunedHyperParameters"]["x"]
+    # Two jobs at a time share the cores; a lone training job is given no limit.
+    share = max(1, (os.cpu_count() or 1) // 2)
+    for job in local(e, "Fit")["TrainingJobs"].values():
+        assert f"omp_threads={share}" in Path(job["log"]).read_text()
 
 
 def test_two_jobs_at_a_time(tmp_path: Path) -> None:

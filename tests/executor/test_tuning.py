@@ -57,10 +57,12 @@ class FakeTrainer:
 
     def __init__(self, fail: tuple[int, ...] = ()) -> None:
         self.fail, self.seen, self.lock, self.running, self.peak = fail, [], threading.Lock(), 0, 0
+        self.threads: list[int] = []
 
-    def __call__(self, name: str, req: dict[str, Any]) -> dict[str, Any]:
+    def __call__(self, name: str, req: dict[str, Any], threads: int) -> dict[str, Any]:
         with self.lock:
             self.seen.append(req["HyperParameters"])
+            self.threads.append(threads)
             self.running += 1
             self.peak = max(self.peak, self.running)
         threading.Event().wait(0.05)
@@ -91,6 +93,14 @@ def test_strategies_sample_inside_the_ranges_and_rank_best_first(strategy: str) 
     assert values == sorted(values) and summaries[-1]["ObjectiveStatus"] == "Failed"
     assert props["BestTrainingJob"]["TrainingJobName"] == summaries[0]["TrainingJobName"]
     assert props["TrainingJobStatusCounters"] == {"Completed": 5, "Failed": 1}
+
+
+@pytest.mark.parametrize(("cores", "threads"), [(2, 1), (4, 2), (5, 2), (1, 1)])
+def test_parallel_jobs_share_the_cores(cores: int, threads: int) -> None:
+    """Two jobs at a time: each gets its share; more threads than cores slow all of them."""
+    trainer = FakeTrainer()
+    run_tuning("t", request("Random", RANGES, jobs=4, parallel=2), trainer, cores=cores)
+    assert trainer.threads == [threads] * 4
 
 
 def test_grid_enumerates_categorical_ranges_only() -> None:

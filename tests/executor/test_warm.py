@@ -15,7 +15,7 @@ from pipelines.executor import jobs
 from pipelines.executor.engine import Execution
 from pipelines.executor.errors import JobInternalError
 from pipelines.executor.images import LocalImage, LocalImages
-from pipelines.executor.warm import WarmImage
+from pipelines.executor.warm import WarmImage, openmp_threads
 
 from . import support
 
@@ -133,3 +133,22 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return "\nState:\tZ" not in status
+
+
+def test_a_warm_job_gets_the_openmp_threads_its_environment_names() -> None:
+    """The server loaded OpenMP with its own setting; the job's share applies again."""
+    import sklearn.ensemble  # noqa: F401  (loads scikit-learn's OpenMP runtime)
+    import threadpoolctl
+
+    def openmp() -> list[int]:
+        info = threadpoolctl.threadpool_info()
+        return [i["num_threads"] for i in info if i["user_api"] == "openmp"]
+
+    before = openmp()
+    assert before
+    share = 2 if before[0] == 1 else 1  # a value the runtime does not have yet
+    try:
+        openmp_threads(share)
+        assert openmp() == [share] * len(before)
+    finally:
+        openmp_threads(before[0])

@@ -45,6 +45,7 @@ def train() -> None:
     loss = (x - 3.0) ** 2 + sum(numbers)
     print(f"loss={loss}")
     print(f"hyperparameters={json.dumps(hp, sort_keys=True)}")
+    print(f"omp_threads={os.environ.get('OMP_NUM_THREADS')}")
     (ROOT / "model" / "model.json").write_text(json.dumps({"x": x, "loss": loss}))
     (ROOT / "stray.txt").write_text("not in a declared folder")
 
