@@ -44,10 +44,10 @@ $(VENV)/.installed-all: $(UV) pyproject.toml uv.lock
 	@touch $@ $(VENV)/.installed-runtime
 
 local-run: env ## Prepare, train and evaluate in-process (ARGS="model=glm_poisson" or ARGS="-m ...")
-	$(RUN) python -m pipelines.local $(ARGS)
+	$(RUN) python -m pipelines.local.run $(ARGS)
 
 local-tune: env ## Search the `tuning` space on this machine and report the best configuration
-	$(RUN) python -m pipelines.tune_local $(ARGS)
+	$(RUN) python -m pipelines.local.tune $(ARGS)
 
 test: env-sagemaker ## Lint and run the test suite
 	$(RUN) ruff check .
@@ -73,22 +73,22 @@ bench: env-sagemaker ## Benchmarks: ratios against a plain scikit-learn baseline
 	$(RUN) python -m benchmarks.run $(ARGS)
 
 pipeline-definition: env-sagemaker ## Write the SageMaker Pipeline definition JSON (creates nothing)
-	$(RUN) python -m pipelines.cli definition $(ARGS)
+	$(RUN) python -m pipelines.sagemaker.cli definition $(ARGS)
 
 upsert-pipeline: env-sagemaker ## Create or update the SageMaker Pipeline
-	$(RUN) python -m pipelines.cli upsert $(ARGS)
+	$(RUN) python -m pipelines.sagemaker.cli upsert $(ARGS)
 
 start-pipeline: env-sagemaker ## Start an execution (ARGS="--wait --param HydraOverrides='model=glm_poisson'")
-	$(RUN) python -m pipelines.cli start $(ARGS)
+	$(RUN) python -m pipelines.sagemaker.cli start $(ARGS)
 
 schedule-pipeline: env-sagemaker ## Create, update or remove (ARGS=--remove) the retraining schedule
-	$(RUN) python -m pipelines.cli schedule $(ARGS)
+	$(RUN) python -m pipelines.sagemaker.cli schedule $(ARGS)
 
 local-pipeline: env-sagemaker ## Execute the pipeline definition here, as SageMaker would (ARGS="--param QualityThreshold=0.5 pipeline=tune")
-	$(RUN) python -m pipelines.executor $(ARGS)
+	$(RUN) python -m executor $(ARGS)
 
 local-pipeline-clean: env ## Remove old local pipeline executions and what they stored (ARGS="--keep 3")
-	$(RUN) python -m pipelines.executor clean $(ARGS)
+	$(RUN) python -m executor clean $(ARGS)
 
 clean: ## Remove the environments (outputs are kept)
 	rm -rf .venv .venv-3.* .tools
@@ -117,10 +117,10 @@ infra-config: env ## Write the stack outputs into conf/sagemaker/stack.yaml
 
 .PHONY: serve-local score-local deploy-model
 serve-local: env ## Serve a model over HTTP on 127.0.0.1:8080 (ARGS="--model <run folder|model.tar.gz|execution>")
-	$(RUN) python -m pipelines.serve_local $(ARGS)
+	$(RUN) python -m pipelines.local.serve $(ARGS)
 
 score-local: env ## Score a CSV/Parquet file of policies into a new outputs/scores folder (ARGS="policies.csv")
-	$(RUN) python -m pipelines.score_local $(ARGS)
+	$(RUN) python -m pipelines.local.score $(ARGS)
 
 deploy-model: env ## Deploy the latest Approved model package to a SageMaker endpoint (conf/deploy)
-	$(RUN) python -m pipelines.deploy $(ARGS)
+	$(RUN) python -m pipelines.sagemaker.deploy $(ARGS)

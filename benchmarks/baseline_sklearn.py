@@ -20,7 +20,7 @@ from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.metrics import mean_poisson_deviance
 from sklearn.model_selection import train_test_split
 
-from steps.synthetic import generate
+from steps.sources.simulate import generate
 
 FEATURES = ["Area", "VehBrand", "VehGas", "Region", "VehPower", "VehAge", "DrivAge"]
 FEATURES += ["BonusMalus", "Density"]

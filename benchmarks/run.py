@@ -56,7 +56,7 @@ def measure(cmd: list[str], env: dict[str, str] | None = None) -> dict[str, floa
 
 def local_run(tmp: Path, tag: str, *overrides: str) -> list[str]:
     run_dir = tmp / tag
-    return [sys.executable, "-m", "pipelines.local", f"hydra.run.dir={run_dir}", *overrides]
+    return [sys.executable, "-m", "pipelines.local.run", f"hydra.run.dir={run_dir}", *overrides]
 
 
 def make_local_run(tmp: Path, tag: str) -> list[str]:
@@ -107,7 +107,7 @@ def scaling(tmp: Path, factors: list[int]) -> dict[str, dict[str, float]]:
 
 
 def pipeline_definition(tmp: Path) -> dict[str, float] | None:
-    """``pipelines.cli definition`` against importing the SDK alone."""
+    """``pipelines.sagemaker.cli definition`` against importing the SDK alone."""
     if not (ROOT / "pipelines" / "cli.py").is_file():
         return None
     # A region for the SDK's import-time clients; no AWS endpoint is ever called.
@@ -117,7 +117,7 @@ def pipeline_definition(tmp: Path) -> dict[str, float] | None:
         [
             sys.executable,
             "-m",
-            "pipelines.cli",
+            "pipelines.sagemaker.cli",
             "definition",
             "--out",
             str(tmp / "definition.json"),

@@ -73,7 +73,7 @@ def serving(tmp: Path) -> dict[str, Any]:
     from container.serve import cpu_count
     from steps.prepare import prepare
     from steps.score import load_scorer
-    from steps.synthetic import generate
+    from steps.sources.simulate import generate
     from steps.train import train
 
     cfg = compose([TRAIN_ROWS])

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
-import os
-import sys
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from hydra import compose as _hydra_compose
 from hydra import initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
-from hydra.errors import ConfigCompositionException, HydraException
+from hydra.errors import ConfigCompositionException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -21,8 +18,6 @@ from conf.schema import Config, ParameterType, register_configs, schemas
 
 CONF_DIR = Path(__file__).resolve().parent
 CONFIG_NAME = "config"
-# The resolved config a run or a job saves beside its outputs (and the channel holds).
-CONFIG_FILE = "config.yaml"
 GROUPS = tuple(
     sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir() and not p.name.startswith("_"))
 )
@@ -37,6 +32,7 @@ def compose(overrides: Sequence[str] = (), config_dir: Path | None = None) -> Di
     in its config channel. Unknown keys and wrong types raise
     ``hydra.errors.ConfigCompositionException`` naming the offending override.
     """
+    require_units()
     if GlobalHydra.instance().is_initialized():
         GlobalHydra.instance().clear()
     config_dir = Path(config_dir or CONF_DIR).resolve()
@@ -44,6 +40,16 @@ def compose(overrides: Sequence[str] = (), config_dir: Path | None = None) -> Di
         cfg = _hydra_compose(config_name=CONFIG_NAME, overrides=list(overrides))
     validate(cfg)
     return cfg
+
+
+def require_units() -> None:
+    """Fail, naming the fix, when no model or data source has stored its schema yet."""
+    missing = [group for group, options in schemas().items() if not options]
+    if missing:
+        raise RuntimeError(
+            f"No {' or '.join(missing)} schemas are registered: an entrypoint calls "
+            "steps.register_schemas() before it composes a config."
+        )
 
 
 def validate(cfg: DictConfig) -> None:
@@ -137,22 +143,6 @@ def user_message(err: BaseException) -> str:
     return message
 
 
-def run_main(main: Callable[[], Any]) -> None:
-    """Call a ``@hydra.main`` function with the project's one rule for errors.
-
-    A config error, whether Hydra raises it (a misspelt key, an unknown option)
-    or ``validate`` does, is one paragraph on stderr and exit code 2, like every
-    other user error; anything else keeps its traceback and exits 1.
-    """
-    # Without this, Hydra prints its own report and exits 1 whatever the error.
-    os.environ.setdefault("HYDRA_FULL_ERROR", "1")
-    try:
-        main()
-    except (HydraException, OmegaConfBaseException) as err:
-        print(f"error: {user_message(err)}", file=sys.stderr, flush=True)
-        sys.exit(2)
-
-
 def merge_overrides(base: Sequence[str], extra: Sequence[str]) -> list[str]:
     """Layer ``extra`` overrides on top of ``base``.
 
@@ -196,7 +186,6 @@ __all__ = [
     "compose",
     "merge_overrides",
     "override_key",
-    "run_main",
     "to_yaml",
     "user_message",
     "validate",

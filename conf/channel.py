@@ -27,7 +27,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from conf import CONF_DIR, CONFIG_FILE, compose, merge_overrides, to_yaml
+from conf import CONF_DIR, compose, merge_overrides, to_yaml
+from conf.contract import CONFIG_FILE
 from conf.secrets import check_runtime_overrides
 
 TREE = "conf"

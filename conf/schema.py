@@ -20,6 +20,8 @@ from omegaconf import MISSING, OmegaConf
 # Schema nodes are stored under this group, which no user picks from, so the
 # options Hydra lists for `model=` or `data=` are the YAML files alone.
 SCHEMA_GROUP = "schema"
+# The groups whose options each have a schema of their own, stored by their units.
+OPTION_GROUPS = ("data", "model")
 
 # ----------------------------------------------------------------------------- data
 
@@ -62,12 +64,6 @@ class FileDataConfig(DataConfig):
     path: str = MISSING  # local path or s3:// URI, .csv or .parquet
     format: str | None = MISSING  # csv | parquet (any case); null: from the suffix
 
-
-DATA_SCHEMAS: dict[str, type] = {
-    "synthetic": SyntheticDataConfig,
-    "openml": OpenMLDataConfig,
-    "file": FileDataConfig,
-}
 
 # ---------------------------------------------------------------------------- model
 
@@ -241,29 +237,47 @@ class Config:
 def schemas() -> dict[str, dict[str, type]]:
     """Schema per option of the groups whose options differ: ``data`` and ``model``.
 
-    Model schemas come from the model registry (``steps/models``), which keeps
-    its scientific imports inside methods, so reading it here stays cheap.
+    Read back from Hydra's ConfigStore, where the model and data source units
+    stored them (``register_option``).
     """
-    from steps.models import MODELS
+    cs = ConfigStore.instance()
+    out: dict[str, dict[str, type]] = {}
+    for group in OPTION_GROUPS:
+        names = cs.list(f"{SCHEMA_GROUP}/{group}") if _has_group(cs, group) else []
+        out[group] = {}
+        for file in names:
+            name = file.removesuffix(".yaml")
+            node = cs.load(f"{SCHEMA_GROUP}/{group}/{file}").node
+            out[group][name] = OmegaConf.get_type(node)  # type: ignore[assignment]
+    return out
 
-    return {
-        "data": dict(DATA_SCHEMAS),
-        "model": {name: unit.schema for name, unit in MODELS.items()},
-    }
+
+def _has_group(cs: ConfigStore, group: str) -> bool:
+    try:
+        return group in cs.list(SCHEMA_GROUP)
+    except OSError:
+        return False
+
+
+def register_option(group: str, name: str, schema: type) -> None:
+    """Store one ``data`` or ``model`` option's schema under ``schema/<group>/<name>``.
+
+    A unit (a model or a data source) calls this for itself; a model's ``name``
+    is its registry key, set here rather than in its YAML.
+    """
+    if group not in OPTION_GROUPS:
+        raise ValueError(f"schemas are registered for {OPTION_GROUPS}, not {group!r}")
+    node = OmegaConf.structured(schema)
+    if group == "model":
+        node.name = name
+    ConfigStore.instance().store(group=f"{SCHEMA_GROUP}/{group}", name=name, node=node)
 
 
 def register_configs() -> None:
-    """Put the schemas into Hydra's ConfigStore under ``schema/`` (idempotent).
+    """Put the root schema into Hydra's ConfigStore under ``schema/`` (idempotent).
 
     ``config.yaml`` names ``/schema/config`` first; a ``data`` or ``model``
-    option's YAML names its own, e.g. ``- /schema/model/hgb_poisson@_here_``.
-    A model's ``name`` is its registry key, set here rather than in its YAML.
+    option's YAML names its own, e.g. ``- /schema/model/hgb_poisson@_here_``,
+    which its unit stores with ``register_option``.
     """
-    cs = ConfigStore.instance()
-    cs.store(group=SCHEMA_GROUP, name="config", node=Config)
-    for group, options in schemas().items():
-        for name, schema in options.items():
-            node = OmegaConf.structured(schema)
-            if group == "model":
-                node.name = name
-            cs.store(group=f"{SCHEMA_GROUP}/{group}", name=name, node=node)
+    ConfigStore.instance().store(group=SCHEMA_GROUP, name="config", node=Config)

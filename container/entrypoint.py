@@ -27,12 +27,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from conf import merge_overrides, to_yaml
 from conf.channel import OVERRIDES_FILE, compose_from_channel, parse_overrides
-from conf.runtime import StartOverrideError, check_start_overrides
-from conf.secrets import install_log_redaction, redact
-from container import hyperparameters
-from container.paths import MODEL_ARCHIVE, OptMl
-from steps import startup
-from steps.contract import (
+from conf.contract import (
     CONFIG_CHANNEL,
     CONFIG_FILE,
     ENTRYPOINT,
@@ -40,6 +35,7 @@ from steps.contract import (
     EVALUATION_OUTPUT,
     INPUT_DATA_FLAG,
     LEGACY_MODEL_FILE,
+    MODEL_ARCHIVE,
     MODEL_FILE,
     MODEL_INPUT,
     MODEL_QUALITY_FILE,
@@ -48,10 +44,16 @@ from steps.contract import (
     SPLITS,
     TRAIN,
     UNSET,
+    OptMl,
     unset_to_empty,
 )
-from steps.errors import ConfigError, DataError, UserError, require_complete
-from steps.interrupt import Interrupted, exit_now, signals_raise
+from conf.errors import ConfigError, DataError, UserError, require_complete
+from conf.runtime import StartOverrideError, check_start_overrides
+from conf.secrets import install_log_redaction, redact
+from container import hyperparameters
+from steps import register_schemas
+from steps.runtime import startup
+from steps.runtime.interrupt import Interrupted, exit_now, signals_raise
 
 # The step modules (scikit-learn, pandas, matplotlib) are imported by the command
 # that needs them, after its inputs and config are checked, so that a bad input
@@ -154,7 +156,7 @@ def run_train(paths: OptMl, overrides: str) -> None:
     train_dir = require_input(paths.channel("train"), "training channel 'train'")
     validation_dir = require_input(paths.channel("validation"), "training channel 'validation'")
     cfg = job_config(paths.channel(CONFIG_CHANNEL), training_overrides(paths, overrides))
-    from steps.io import staged_outputs
+    from steps.runtime.io import staged_outputs
     from steps.train import train
 
     loaded(cfg)
@@ -179,7 +181,7 @@ def run_evaluate(paths: OptMl, overrides: str) -> None:
         cfg = with_trained_model(cfg, model_dir)
         import steps.plots  # noqa: F401
         from steps.evaluate import evaluate
-        from steps.io import staged_outputs, write_json
+        from steps.runtime.io import staged_outputs, write_json
 
         loaded(cfg)
         output = paths.processing_output(EVALUATION_OUTPUT)
@@ -358,6 +360,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one job command; return the process exit code."""
+    register_schemas()
     args_list = sys.argv[1:] if argv is None else list(argv)
     if args_list[:1] == ["serve"]:  # SageMaker hosting and batch transform start `serve`
         from container.serve import main as serve

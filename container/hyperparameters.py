@@ -23,9 +23,9 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.nodes import BooleanNode, FloatNode, IntegerNode
 
-from steps import contract
-from steps.contract import INPUT_DATA_KEY, OVERRIDES_KEY, unset_to_empty
-from steps.errors import ConfigError
+from conf import contract
+from conf.contract import INPUT_DATA_KEY, OVERRIDES_KEY, unset_to_empty
+from conf.errors import ConfigError
 
 PLATFORM_PREFIXES = ("_", "sagemaker_")
 _KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")

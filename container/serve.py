@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
-from container.paths import OptMl
-from steps.errors import UserError
+from conf.contract import OptMl
+from conf.errors import UserError
 
 log = logging.getLogger("container.serve")
 
@@ -195,7 +195,7 @@ def create_app(scorer: Any, config: Settings) -> Any:
 
 
 def _answers() -> str:
-    from steps.contract import RESPONSE_CONTENT_TYPES
+    from conf.contract import RESPONSE_CONTENT_TYPES
 
     return " or ".join(RESPONSE_CONTENT_TYPES)
 

@@ -28,10 +28,10 @@ from botocore.exceptions import (
 )
 from omegaconf import OmegaConf
 
+from conf.errors import UserError, report
 from infra import TEMPLATE_PATH
 from infra.template import load_template, parameter_defaults
-from pipelines import aws
-from steps.errors import UserError, report
+from pipelines.sagemaker import aws
 
 DEFAULT_STACK_NAME = "claim-frequency-infra"
 CAPABILITIES = ["CAPABILITY_NAMED_IAM"]

@@ -39,19 +39,22 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from container.paths import JOB, MODEL_ARCHIVE, OptMl
-from steps.contract import (
+from conf.contract import (
     CONFIG_CHANNEL,
     EVALUATION_OUTPUT,
+    JOB,
     JOBS,
+    MODEL_ARCHIVE,
     MODEL_INPUT,
     OVERRIDES_KEY,
     PREPARE,
     SPLITS,
     TRAIN,
     UNSET,
+    OptMl,
 )
-from steps.errors import UserError, compose_checked, report
+from conf.errors import UserError, compose_checked, report
+from steps import register_schemas
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = "container/Dockerfile"
@@ -484,7 +487,7 @@ def protect_registered(ecr: Any, sagemaker: Any, repository_uri: str, group: str
 
 def aws_session(cfg: DictConfig) -> Any:
     """A session in ``sagemaker.region`` with credentials (the pipelines' one helper)."""
-    from pipelines import aws
+    from pipelines.sagemaker import aws
 
     return aws.session(cfg.sagemaker.region)
 
@@ -746,6 +749,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Dispatch one action; a user error is one line on stderr and exit code 2."""
+    register_schemas()
     args = parse_args(argv)
     try:
         if args.action == "base":

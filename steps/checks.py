@@ -19,8 +19,8 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from conf import validate
-from steps.contract import METRIC_NAMES
-from steps.errors import ConfigError
+from conf.contract import METRIC_NAMES
+from conf.errors import ConfigError
 
 SEED_MAX = 2**32 - 2  # numpy and scikit-learn take seeds below 2**32; the split uses seed + 1
 FORMATS = ("csv", "parquet")

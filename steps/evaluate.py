@@ -8,12 +8,12 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from conf.contract import CALIBRATION_FILE, LORENZ_FILE, METRICS_FILE
+from conf.errors import DataError
 from steps.checks import check_config
-from steps.contract import CALIBRATION_FILE, LORENZ_FILE, METRICS_FILE
-from steps.errors import DataError
-from steps.io import staged_outputs, write_json
 from steps.metrics import calibration_table, gini
 from steps.model import FrequencyModel, exposure
+from steps.runtime.io import staged_outputs, write_json
 from steps.train import load_model, read_input, report, split_metrics
 
 log = logging.getLogger(__name__)

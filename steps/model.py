@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig
 
-from steps.errors import ConfigError
+from conf.errors import ConfigError
 from steps.models import MODELS, ModelUnit
 
 log = logging.getLogger(__name__)

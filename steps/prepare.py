@@ -12,10 +12,10 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig
 
+from conf.contract import SPLIT_FILE, SPLITS
+from conf.errors import ConfigError, DataError
 from steps.checks import check_config, check_memory
-from steps.contract import SPLIT_FILE, SPLITS
-from steps.errors import ConfigError, DataError
-from steps.io import staged_folders
+from steps.runtime.io import staged_folders
 from steps.sources import load
 from steps.validate import validate
 

@@ -22,14 +22,14 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from steps.contract import (
+from conf.contract import (
     CONFIG_FILE,
     CSV_TYPE,
     JSON_TYPE,
     REQUEST_CONTENT_TYPES,
     RESPONSE_CONTENT_TYPES,
 )
-from steps.errors import DataError
+from conf.errors import DataError
 from steps.model import FrequencyModel
 from steps.train import load_model
 

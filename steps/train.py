@@ -10,13 +10,13 @@ import pandas as pd
 import skops.io as sio
 from omegaconf import DictConfig
 
+from conf.contract import LEGACY_MODEL_FILE, MODEL_FILE, TRAINING_METRICS, metric_line
+from conf.errors import DataError
 from steps.checks import check_config
-from steps.contract import LEGACY_MODEL_FILE, MODEL_FILE, TRAINING_METRICS, metric_line
-from steps.errors import DataError
-from steps.io import read_split, staged_outputs
 from steps.metrics import scores
 from steps.model import Fit, FrequencyModel, exposure, fit
-from steps.progress import progress
+from steps.runtime.io import read_split, staged_outputs
+from steps.runtime.progress import progress
 from steps.validate import validate
 
 log = logging.getLogger(__name__)

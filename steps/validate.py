@@ -6,7 +6,7 @@ import pandas as pd
 import pandera.pandas as pa
 from omegaconf import DictConfig
 
-from steps.errors import DataError
+from conf.errors import DataError
 
 
 def schema(data: DictConfig) -> pa.DataFrameSchema:

@@ -8,6 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from steps import register_schemas
+
 # No test may reach a public AWS host: unless a test starts the local endpoint,
 # every AWS call goes to a closed local port and fails fast.
 os.environ.update(
@@ -24,6 +26,9 @@ os.environ.update(
         "SAGEMAKER_VALIDATE_ROLE": "false",
     }
 )
+
+# What every entrypoint does before it composes a config.
+register_schemas()
 
 
 @pytest.fixture(scope="session")

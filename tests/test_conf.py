@@ -252,7 +252,7 @@ def test_bad_search_space_is_named_at_compose_time(override: str, named: str) ->
 def test_categorical_ranges_reach_local_tuning() -> None:
     import optuna
 
-    from pipelines.tune_local import suggest
+    from pipelines.local.tune import suggest
 
     cfg = compose(
         [
@@ -274,7 +274,7 @@ def test_a_config_error_on_the_command_line_exits_2_fast_without_traceback(
     # The process boundary is the point: exit code, stderr, and no step module loaded.
     start = time.perf_counter()
     result = subprocess.run(
-        [sys.executable, "-m", "pipelines.local", override, f"hydra.run.dir={tmp_path}"],
+        [sys.executable, "-m", "pipelines.local.run", override, f"hydra.run.dir={tmp_path}"],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -7,6 +7,7 @@ To add a model, write a ``ModelUnit`` subclass in a new module, add it to
 
 from __future__ import annotations
 
+from conf.schema import register_option
 from steps.models.base import ModelUnit
 from steps.models.constant import Constant
 from steps.models.glm_poisson import GLMPoisson
@@ -16,4 +17,11 @@ MODELS: dict[str, ModelUnit] = {
     unit.name: unit for unit in (HGBPoisson(), GLMPoisson(), Constant())
 }
 
-__all__ = ["MODELS", "ModelUnit"]
+
+def register() -> None:
+    """Store every model's schema in Hydra's ConfigStore (before ``compose``)."""
+    for name, unit in MODELS.items():
+        register_option("model", name, unit.schema)
+
+
+__all__ = ["MODELS", "ModelUnit", "register"]

@@ -51,7 +51,7 @@ class HGBPoisson(ModelUnit):
             estimator.fit(x, y, sample_weight=w)
             return
         if validation is None:
-            from steps.errors import ConfigError
+            from conf.errors import ConfigError
 
             raise ConfigError("model.early_stopping=true needs a validation split.")
         x_val, y_val, w_val = validation

@@ -23,8 +23,8 @@ import pytest
 import yaml
 
 from conf.channel import write_channel
+from conf.contract import METRIC_REGEX, MODEL_FILE, SPLITS
 from container import entrypoint
-from steps.contract import METRIC_REGEX, MODEL_FILE, SPLITS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SMALL = "data.n_rows=3000"
@@ -333,7 +333,7 @@ def test_corrupt_model_file_exits_2_with_reason(
 def test_prepare_job_reads_the_input_data_uri_from_s3(aws: str, tmp_path: Path) -> None:
     import boto3
 
-    from steps.synthetic import generate
+    from steps.sources.simulate import generate
 
     frame = generate(1500, 11).drop(columns=["TrueFrequency"])
     s3 = boto3.client("s3")

@@ -13,9 +13,8 @@ import pandas as pd
 import pytest
 
 from conf.channel import write_channel
+from conf.contract import SPLIT_FILE, SPLITS, UNSET, OptMl
 from container import entrypoint, hyperparameters
-from container.paths import OptMl
-from steps.contract import SPLIT_FILE, SPLITS, UNSET
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -206,7 +205,7 @@ def test_job_failure_reason_never_holds_a_credential(
 
 
 def test_a_model_saved_before_the_safe_format_says_how_to_retrain(tmp_path: Path) -> None:
-    from steps.contract import LEGACY_MODEL_FILE
+    from conf.contract import LEGACY_MODEL_FILE
 
     model = tmp_path / "model"
     model.mkdir()

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from conf import compose
+from conf.errors import ConfigError
 from container import hyperparameters as hp
-from steps.errors import ConfigError
 
 
 @pytest.fixture(scope="module")

@@ -7,10 +7,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pipelines.executor.engine import Execution, Registry
-from pipelines.executor.images import LocalImage, LocalImages
-from pipelines.executor.jobs import Runner
-from pipelines.executor.storage import FolderStore
+from executor.engine import Execution, Registry
+from executor.images import LocalImage, LocalImages
+from executor.jobs import Runner
+from executor.storage import FolderStore
 
 TINY = Path(__file__).with_name("tiny_image.py")
 IMAGE = "tiny-image:latest"

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import boto3
 
-from pipelines.executor.engine import Execution, Registry
-from pipelines.executor.jobs import Runner
-from pipelines.executor.storage import BotoStore
+from executor.engine import Execution, Registry
+from executor.jobs import Runner
+from executor.storage import BotoStore
 
 from . import support
 

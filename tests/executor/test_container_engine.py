@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.executor.engine import Execution, Registry
-from pipelines.executor.images import ContainerEngine, LocalImages
-from pipelines.executor.jobs import Runner
-from pipelines.executor.storage import FolderStore
+from executor.engine import Execution, Registry
+from executor.images import ContainerEngine, LocalImages
+from executor.jobs import Runner
+from executor.storage import FolderStore
 
 from . import support
 

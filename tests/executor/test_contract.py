@@ -13,8 +13,8 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from pipelines.executor import images, jobs, run
-from pipelines.executor.storage import FolderStore, S3Endpoint
+from executor import images, jobs, run
+from executor.storage import FolderStore, S3Endpoint
 
 PACKAGE = Path(jobs.__file__).parent
 
@@ -57,8 +57,7 @@ print(json.dumps(loaded))
 
 
 def test_both_sides_agree_on_the_opt_ml_layout(tmp_path: Path) -> None:
-    from container.paths import MODEL_ARCHIVE, OptMl
-    from steps.contract import ENTRYPOINT
+    from conf.contract import ENTRYPOINT, MODEL_ARCHIVE, OptMl
 
     layout = OptMl(tmp_path)
     assert layout.hyperparameters == tmp_path / jobs.HYPERPARAMETERS

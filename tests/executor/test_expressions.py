@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines.executor import definition
-from pipelines.executor.errors import DefinitionError, ParameterError, StepFailed
-from pipelines.executor.expressions import Context, condition, parse_path, references, resolve
+from executor import definition
+from executor.errors import DefinitionError, ParameterError, StepFailed
+from executor.expressions import Context, condition, parse_path, references, resolve
 
 
 def ctx(**properties: dict) -> Context:

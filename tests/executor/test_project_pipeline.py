@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from pipelines.executor import run
-from steps.synthetic import generate
+from executor import run
+from steps.sources.simulate import generate
 
 pytestmark = pytest.mark.slow
 SMALL = ["data.n_rows=3000"]

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.executor import jobs
-from pipelines.executor.engine import Execution
-from pipelines.executor.errors import JobInternalError, ParameterError
+from executor import jobs
+from executor.engine import Execution
+from executor.errors import JobInternalError, ParameterError
 
 from . import support
 
@@ -276,7 +276,7 @@ def test_sigterm_stops_the_command_and_its_jobs(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "pipelines.executor",
+            "executor",
             "--definition",
             str(path),
             "--mounts",
@@ -311,7 +311,7 @@ def test_sigterm_stops_the_command_and_its_jobs(tmp_path: Path) -> None:
 def test_command_refuses_an_unsupported_step_before_anything_runs(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    from pipelines.executor import run
+    from executor import run
 
     spec = support.definition()
     spec["Steps"].append({"Name": "Batch", "Type": "Transform", "Arguments": {}})

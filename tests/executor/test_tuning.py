@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from pipelines.executor.errors import RequestRefused, StepFailed
-from pipelines.executor.record import Record
-from pipelines.executor.table import LiveTable, render
-from pipelines.executor.tuning import OBJECTIVE_KEY, run_tuning
+from executor.errors import RequestRefused, StepFailed
+from executor.record import Record
+from executor.table import LiveTable, render
+from executor.tuning import OBJECTIVE_KEY, run_tuning
 
 
 def request(strategy: str, ranges: dict[str, Any], jobs: int = 6, parallel: int = 2) -> dict:

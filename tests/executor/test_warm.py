@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.executor import jobs
-from pipelines.executor.engine import Execution
-from pipelines.executor.errors import JobInternalError
-from pipelines.executor.images import LocalImage, LocalImages
-from pipelines.executor.warm import WarmImage, openmp_threads
+from executor import jobs
+from executor.engine import Execution
+from executor.errors import JobInternalError
+from executor.images import LocalImage, LocalImages
+from executor.warm import WarmImage, openmp_threads
 
 from . import support
 

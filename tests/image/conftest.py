@@ -49,7 +49,7 @@ def image(engine: tool.Engine) -> str:
 def build(overrides: list[str], folder: Path) -> dict[str, Any]:
     """The pipeline definition for ``overrides``; its config channel is written to ``folder``."""
     from conf import compose
-    from pipelines import cli
+    from pipelines.sagemaker import cli
 
     cfg = compose(overrides)
     definition, _ = cli.build_definition(cfg, overrides, folder, "us-east-1")

@@ -22,9 +22,9 @@ import pytest
 from omegaconf import OmegaConf
 
 from conf import compose
+from conf.contract import MODEL_FILE
+from executor.service_rules import job_steps
 from infra import image as tool
-from pipelines.service_rules import job_steps
-from steps.contract import MODEL_FILE
 from tests.image.conftest import UPSERT
 
 OPT_ML = "/opt/ml"

@@ -20,9 +20,9 @@ import boto3
 import pytest
 
 import conf
+from conf.contract import MODEL_FILE, OVERRIDES_KEY, UNSET
 from infra import image
 from infra.cli import pushed_image_uri, write_config
-from steps.contract import MODEL_FILE, OVERRIDES_KEY, UNSET
 
 ACCOUNT = "123456789012"  # the local endpoint's default account
 REGISTRY = f"{ACCOUNT}.dkr.ecr.eu-west-1.amazonaws.com"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 
 def run(
-    cwd: Path, *args: str, module: str = "pipelines.local", env: dict[str, str] | None = None
+    cwd: Path, *args: str, module: str = "pipelines.local.run", env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     """``python -m <module> ARGS`` in ``cwd``, output captured."""
     return subprocess.run(

@@ -20,14 +20,14 @@ from omegaconf import DictConfig
 
 import steps.train
 from conf import CONF_DIR, compose
-from pipelines import local
-from pipelines.local import run as run_in_process
-from pipelines.tune_local import hydra_main as tune_main
-from pipelines.tune_local import tune
+from conf.errors import DataError, UserError
+from pipelines.local import run as local
+from pipelines.local.run import run as run_in_process
+from pipelines.local.tune import hydra_main as tune_main
+from pipelines.local.tune import tune
 from steps.checks import check_tuning
-from steps.errors import DataError, UserError
-from steps.interrupt import Interrupted, _raise
-from steps.synthetic import generate
+from steps.runtime.interrupt import Interrupted, _raise
+from steps.sources.simulate import generate
 from tests.local.support import run
 
 
@@ -326,7 +326,7 @@ def test_sigterm_stops_a_multirun_and_its_workers(tmp_path: Path) -> None:
         "model.n_iter_no_change=2000",
     ]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pipelines.local", *args],
+        [sys.executable, "-m", "pipelines.local.run", *args],
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -361,7 +361,7 @@ def test_sigterm_during_prepare_stops_the_run_and_its_prepare_child(tmp_path: Pa
     import time
 
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pipelines.local", "data.n_rows=3000000", "hydra.run.dir=run"],
+        [sys.executable, "-m", "pipelines.local.run", "data.n_rows=3000000", "hydra.run.dir=run"],
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

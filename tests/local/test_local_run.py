@@ -34,7 +34,7 @@ def local_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subproces
 
 def test_local_run_writes_every_output(local_run) -> None:
     out, result = local_run
-    for name in ("config.yaml", "metrics.json", "calibration.png", "lorenz.png", "local.log"):
+    for name in ("config.yaml", "metrics.json", "calibration.png", "lorenz.png", "run.log"):
         assert (out / name).is_file(), name
     assert (out / "model" / "model.skops").is_file()
     assert yaml.safe_load((out / "config.yaml").read_text())["data"]["n_rows"] == 20000
@@ -95,7 +95,7 @@ def test_multirun_uses_both_models_and_summarises(tmp_path: Path) -> None:
 
 
 def test_local_tune_reports_the_best_configuration(tmp_path: Path) -> None:
-    result = run(tmp_path, "data.n_rows=8000", "tuning.max_jobs=3", module="pipelines.tune_local")
+    result = run(tmp_path, "data.n_rows=8000", "tuning.max_jobs=3", module="pipelines.local.tune")
     assert result.returncode == 0, result.stderr
     (out,) = run_dirs(tmp_path)
     trials = list(csv.DictReader((out / "trials.csv").open()))

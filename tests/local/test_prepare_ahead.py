@@ -12,9 +12,9 @@ import pytest
 
 import steps.prepare
 from conf import compose
-from pipelines import local
-from steps.errors import DataError
-from steps.interrupt import Interrupted
+from conf.errors import DataError
+from pipelines.local import run as local
+from steps.runtime.interrupt import Interrupted
 
 
 @pytest.fixture

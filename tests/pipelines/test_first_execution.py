@@ -2,7 +2,7 @@
 
 Each test builds the real train or tune definition (as upsert sends it) and its
 config channel, then checks it with the rules the service applies
-(``pipelines.service_rules``) and the start-time checks (``pipelines.preflight``).
+(``executor.service_rules``) and the start-time checks (``pipelines.sagemaker.preflight``).
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ import pytest
 import yaml
 
 from conf import compose
-from pipelines import cli, preflight
-from pipelines import service_rules as rules
-from steps.contract import UNSET
-from steps.errors import ConfigError
+from conf.contract import UNSET
+from conf.errors import ConfigError
+from executor import service_rules as rules
+from pipelines.sagemaker import cli, preflight
 
 ROLE = "arn:aws:iam::123456789012:role/claim-frequency-sagemaker"
 BUCKET = "claim-frequency-data"
@@ -318,8 +318,13 @@ def test_only_the_builder_touches_the_sagemaker_sdk() -> None:
     """aws.py, preflight.py and service_rules.py use boto3 only (fast commands, no SDK import)."""
     import ast
 
-    root = Path(__file__).resolve().parents[2] / "pipelines"
-    for name in ("aws.py", "preflight.py", "service_rules.py", "cli.py"):
+    root = Path(__file__).resolve().parents[2]
+    for name in (
+        "pipelines/sagemaker/aws.py",
+        "pipelines/sagemaker/preflight.py",
+        "executor/service_rules.py",
+        "pipelines/sagemaker/cli.py",
+    ):
         tree = ast.parse((root / name).read_text())
         modules = {
             node.module if isinstance(node, ast.ImportFrom) else alias.name

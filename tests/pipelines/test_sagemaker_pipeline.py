@@ -14,8 +14,8 @@ from botocore.validate import ParamValidator
 
 from conf import compose, to_yaml
 from conf.channel import CONFIG_FILE, digest, write_channel
-from pipelines import aws, cli
-from pipelines.service_rules import job_steps
+from executor.service_rules import job_steps
+from pipelines.sagemaker import aws, cli
 
 ROLE = "arn:aws:iam::123456789012:role/claim-frequency-sagemaker"
 BASE = [

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from conf import compose, to_yaml
-from steps.contract import MODEL_FILE
+from conf.contract import MODEL_FILE
 from steps.prepare import prepare
 from steps.score import Scorer, load_scorer
 from steps.train import train
@@ -67,7 +67,7 @@ def image_serve_command(image: str, trained: Trained, env: dict[str, str]) -> li
     The host's network is used so the port is reachable at 127.0.0.1 (the
     server's port comes from ``SAGEMAKER_BIND_TO_PORT``, as on the service).
     """
-    from container.paths import JOB
+    from conf.contract import JOB
     from infra import image as tool
 
     try:

@@ -18,8 +18,8 @@ import pytest
 from botocore.awsrequest import AWSResponse
 
 from conf import compose
-from pipelines import deploy
-from steps.errors import ConfigError
+from conf.errors import ConfigError
+from pipelines.sagemaker import deploy
 
 ROLE = "arn:aws:iam::123456789012:role/claim-frequency-sagemaker"
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/claim-frequency:1"

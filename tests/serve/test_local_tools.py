@@ -14,10 +14,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from conf.contract import MODEL_FILE
+from conf.errors import DataError
 from container import serve
-from pipelines import score_local, serve_local
-from steps.contract import MODEL_FILE
-from steps.errors import DataError
+from pipelines.local import score as score_local
+from pipelines.local import serve as serve_local
 from steps.score import Scorer
 from tests.serve.support import Trained, free_port, start_server, stop
 
@@ -146,7 +147,7 @@ def test_server_without_a_model_exits_2(tmp_path: Path, capsys: pytest.CaptureFi
 def test_serve_local_serves_a_run_and_stops_with_it(trained: Trained, tmp_path: Path) -> None:
     """``make serve-local --model <run>``: curl-able, and its server ends with it."""
     port = free_port()
-    command = [sys.executable, "-m", "pipelines.serve_local", "--model", str(trained.run)]
+    command = [sys.executable, "-m", "pipelines.local.serve", "--model", str(trained.run)]
     command += ["--port", str(port), "--workers", "1"]
     server = start_server(command, dict(os.environ), tmp_path / "serve-local.log", port)
     try:

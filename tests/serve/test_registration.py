@@ -9,8 +9,8 @@ import botocore.session
 import pytest
 
 from conf import compose
-from pipelines import cli
-from steps.contract import REQUEST_CONTENT_TYPES, RESPONSE_CONTENT_TYPES
+from conf.contract import REQUEST_CONTENT_TYPES, RESPONSE_CONTENT_TYPES
+from pipelines.sagemaker import cli
 
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/claim-frequency:1"
 BASE = [

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from steps.contract import REQUEST_CONTENT_TYPES, RESPONSE_CONTENT_TYPES
+from conf.contract import REQUEST_CONTENT_TYPES, RESPONSE_CONTENT_TYPES
 from steps.score import Scorer
 from tests.serve.support import PAYLOAD_MB, Server, Trained
 

@@ -23,16 +23,16 @@ from omegaconf import OmegaConf
 
 from conf import compose, to_yaml
 from conf.channel import compose_from_channel
+from conf.contract import MODEL_FILE
+from conf.errors import OutputWriteError, UserError, compose_checked
 from conf.secrets import RedactingFilter, check_runtime_overrides, redact
 from steps.checks import check_config, check_memory, check_tuning
-from steps.contract import MODEL_FILE
-from steps.errors import OutputWriteError, UserError, compose_checked
 from steps.evaluate import evaluate
-from steps.io import read_split, staged_outputs, write_json
 from steps.model import OTHER, fit
 from steps.prepare import prepare
+from steps.runtime.io import read_split, staged_outputs, write_json
 from steps.sources import load
-from steps.synthetic import generate
+from steps.sources.simulate import generate
 from steps.train import load_model, train
 from steps.validate import validate
 

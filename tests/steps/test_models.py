@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 
 from conf import CONF_DIR, compose
-from steps.io import read_split
 from steps.metrics import scores
 from steps.model import features, fit
 from steps.models import MODELS
+from steps.runtime.io import read_split
 
 
 def test_every_registered_model_has_its_yaml_and_search_space_and_nothing_else_does() -> None:

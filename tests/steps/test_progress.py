@@ -7,11 +7,11 @@ import time
 
 import pytest
 
-from steps.progress import progress
+from steps.runtime.progress import progress
 
 
 def test_progress_logs_start_heartbeats_and_end(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.INFO, logger="steps.progress"), progress("Fitting", 0.05):
+    with caplog.at_level(logging.INFO, logger="steps.runtime.progress"), progress("Fitting", 0.05):
         time.sleep(0.3)
     messages = [r.getMessage() for r in caplog.records]
     assert messages[0] == "Fitting ..."

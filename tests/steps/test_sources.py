@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 
 from conf import compose
-from steps.errors import DataError
+from conf.errors import DataError
 from steps.sources import load
-from steps.synthetic import generate
+from steps.sources.simulate import generate
 
 
 @pytest.fixture(scope="module")

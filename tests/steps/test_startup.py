@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gc
 
-from steps import startup
+from steps.runtime import startup
 
 
 def test_pause_then_resume_freezes_what_was_loaded_and_collects_again() -> None:

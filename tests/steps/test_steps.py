@@ -12,11 +12,11 @@ import pytest
 from omegaconf import DictConfig
 
 from conf import compose
-from steps.contract import METRIC_REGEX
-from steps.errors import ConfigError, DataError, OutputExistsError
+from conf.contract import METRIC_REGEX
+from conf.errors import ConfigError, DataError, OutputExistsError
 from steps.evaluate import evaluate
-from steps.io import read_split, staged_outputs
 from steps.prepare import prepare
+from steps.runtime.io import read_split, staged_outputs
 from steps.train import train
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from steps.synthetic import BRANDS, REGIONS, generate, true_frequency
+from steps.sources.simulate import BRANDS, REGIONS, generate, true_frequency
 
 COLUMNS = [
     "IDpol", "ClaimNb", "Exposure", "Area", "VehPower", "VehAge", "DrivAge",

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from conf import compose
-from steps.errors import DataError
-from steps.synthetic import generate
+from conf.errors import DataError
+from steps.sources.simulate import generate
 from steps.validate import validate
 
 CFG = compose(["data.n_rows=500"])

@@ -1,0 +1,178 @@
+"""The parts of a definition the executor needs: parameters and the step graph."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from executor.errors import DefinitionError, ParameterError
+from executor.expressions import references
+from executor.service_rules import PARAMETER_VALUE_MAX
+
+SUPPORTED = ("Processing", "Training", "Tuning", "Condition", "Fail", "RegisterModel")
+# Limits of StartPipelineExecution's PipelineParameters (ParameterValue: 0..1024, but the
+# service refuses an empty value at start).
+
+
+@dataclass
+class Step:
+    """One step of the graph; ``branch`` is (condition step, 'If'|'Else') for nested steps."""
+
+    name: str
+    type: str
+    raw: dict[str, Any]
+    depends_on: set[str] = field(default_factory=set)
+    branch: tuple[str, str] | None = None
+
+    @property
+    def arguments(self) -> dict[str, Any]:
+        return self.raw.get("Arguments", {})
+
+
+def load(text: str | dict[str, Any]) -> dict[str, Any]:
+    """The definition as a dict; JSON errors are a ``DefinitionError``."""
+    if isinstance(text, dict):
+        return text
+    try:
+        definition = json.loads(text)
+    except ValueError as exc:
+        raise DefinitionError(f"The pipeline definition is not valid JSON: {exc}.") from exc
+    if not isinstance(definition, dict) or not isinstance(definition.get("Steps"), list):
+        raise DefinitionError("The pipeline definition has no 'Steps' list.")
+    return definition
+
+
+def steps(definition: dict[str, Any]) -> dict[str, Step]:
+    """Every step by name (those inside condition steps included), with its dependencies."""
+    out: dict[str, Step] = {}
+
+    def add(raw: dict[str, Any], branch: tuple[str, str] | None) -> None:
+        name, kind = raw.get("Name"), raw.get("Type")
+        if not name or not kind:
+            raise DefinitionError(f"A step has no Name or Type: {json.dumps(raw)[:200]}.")
+        if name in out:
+            raise DefinitionError(f"Two steps are named {name!r}: step names must be unique.")
+        if kind not in SUPPORTED:
+            raise DefinitionError(
+                f"Step {name!r} has type {kind!r}, which is not supported locally (supported: "
+                f"{', '.join(SUPPORTED)}). Run this pipeline on SageMaker instead."
+            )
+        step = Step(name, kind, raw, branch=branch)
+        step.depends_on |= set(raw.get("DependsOn") or [])
+        args = raw.get("Arguments", {})
+        if kind == "Condition":
+            step.depends_on |= set(references(args.get("Conditions", [])))
+        else:
+            step.depends_on |= set(references(args))
+        if branch is not None:
+            step.depends_on.add(branch[0])
+        out[name] = step
+        if kind == "Condition":
+            for which in ("If", "Else"):
+                for inner in args.get(f"{which}Steps", []):
+                    add(inner, (name, which))
+
+    for raw in definition["Steps"]:
+        add(raw, None)
+    for step in out.values():
+        step.depends_on.discard(step.name)
+        unknown = step.depends_on - set(out)
+        if unknown:
+            raise DefinitionError(
+                f"Step {step.name!r} depends on unknown step(s) {', '.join(sorted(unknown))}."
+            )
+    _check_acyclic(out)
+    return out
+
+
+def _check_acyclic(graph: dict[str, Step]) -> None:
+    state: dict[str, int] = {}
+
+    def visit(name: str, path: list[str]) -> None:
+        if state.get(name) == 2:
+            return
+        if state.get(name) == 1:
+            raise DefinitionError(f"The steps form a cycle: {' -> '.join([*path, name])}.")
+        state[name] = 1
+        for dep in sorted(graph[name].depends_on):
+            visit(dep, [*path, name])
+        state[name] = 2
+
+    for name in graph:
+        visit(name, [])
+
+
+# ------------------------------------------------------------------------- parameters
+
+
+def _typed(name: str, kind: str, value: Any) -> Any:
+    """A parameter value converted to its declared type, as the service does."""
+    try:
+        if kind == "Integer":
+            number = float(value)
+            if not number.is_integer():
+                raise ValueError
+            return int(number)
+        if kind == "Float":
+            number = float(value)
+            if not math.isfinite(number):
+                raise ValueError
+            return number
+        if kind == "Boolean":
+            if isinstance(value, bool):
+                return value
+            if str(value).lower() not in ("true", "false"):
+                raise ValueError
+            return str(value).lower() == "true"
+    except (TypeError, ValueError):
+        expected = {"Integer": "a whole number", "Float": "a finite number"}.get(kind, "true/false")
+        raise ParameterError(
+            f"Parameter {name}={value!r} is not a valid {kind} value ({expected})."
+        ) from None
+    return str(value)
+
+
+def parameters(definition: dict[str, Any], given: dict[str, str]) -> dict[str, Any]:
+    """The values of every parameter: given at start, else the default; checked as the service.
+
+    The service refuses an unknown name, an empty value and a value outside the
+    parameter's EnumValues; a parameter with neither a value nor a default is missing.
+    """
+    declared = {p["Name"]: p for p in definition.get("Parameters", [])}
+    unknown = sorted(set(given) - set(declared))
+    if unknown:
+        raise ParameterError(
+            f"Unknown pipeline parameter(s) {', '.join(unknown)}; the pipeline has "
+            f"{', '.join(sorted(declared)) or 'none'}."
+        )
+    values: dict[str, Any] = {}
+    for name, spec in declared.items():
+        kind = spec.get("Type", "String")
+        if name in given:
+            raw = given[name]
+            if raw == "":
+                default = f" ({spec['DefaultValue']!r})" if "DefaultValue" in spec else ""
+                raise ParameterError(
+                    f"Parameter {name}= is empty: the service refuses an empty parameter value "
+                    f"at StartPipelineExecution. Leave --param {name} out to use its default"
+                    f"{default}."
+                )
+            if len(raw) > PARAMETER_VALUE_MAX:
+                raise ParameterError(
+                    f"Parameter {name} is {len(raw)} characters long; the service allows at "
+                    f"most {PARAMETER_VALUE_MAX}."
+                )
+        elif "DefaultValue" in spec:
+            raw = spec["DefaultValue"]
+        else:
+            raise ParameterError(f"Parameter {name} has no default: pass --param {name}=VALUE.")
+        value = _typed(name, kind, raw)
+        enum = spec.get("EnumValues")
+        if enum and value not in enum:
+            raise ParameterError(
+                f"Parameter {name}={value!r} is not one of its allowed values: {', '.join(enum)}."
+            )
+        values[name] = value
+    return values

@@ -1,0 +1,391 @@
+"""One pipeline execution: the step graph scheduled as the service schedules it.
+
+A step starts when every step it depends on (``DependsOn`` and the steps its
+expressions read) has succeeded; steps whose inputs are ready run at the same
+time (jobs take one core each). Steps of a condition step's unchosen branch,
+and steps after a failed step, never start. Job requests are resolved, checked
+by ``rules`` and only then run.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import secrets
+import threading
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from executor import cache, definition, rules
+from executor.errors import (
+    ExecutorError,
+    JobInternalError,
+    RequestRefused,
+    StepFailed,
+    StepStopped,
+)
+from executor.expressions import Context, condition, resolve, text
+from executor.jobs import ACCOUNT, Runner, cut
+from executor.record import Record
+from executor.storage import Store
+from executor.tuning import run_tuning
+
+JOB_TYPES = ("Processing", "Training", "Tuning")
+# Retry policy exception types with a local equivalent: a platform-side failure while
+# staging inputs, starting the job or uploading outputs.
+LOCAL_RETRY_TYPES = ("SageMaker.JOB_INTERNAL_ERROR", "Step.SERVICE_FAULT")
+METADATA_KEYS = {
+    "Processing": ("ProcessingJob", "ProcessingJobArn"),
+    "Training": ("TrainingJob", "TrainingJobArn"),
+    "Tuning": ("TuningJob", "HyperParameterTuningJobArn"),
+    "RegisterModel": ("RegisterModel", "ModelPackageArn"),
+}
+
+
+def new_execution_id() -> str:
+    """A 12-character id like the service's."""
+    alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+    return "".join(secrets.choice(alphabet) for _ in range(12))
+
+
+def _name_part(text_: str) -> str:
+    return re.sub(r"-+", "-", re.sub(r"[^A-Za-z0-9-]", "-", text_)).strip("-") or "step"
+
+
+@dataclass
+class Registry:
+    """Where model registration goes: a record in the execution folder, or CreateModelPackage."""
+
+    folder: Path
+    client: Any = None  # a boto3 SageMaker client in aws mode
+
+    def register(self, request: dict[str, Any], region: str) -> str:
+        if self.client is not None:
+            return self.client.create_model_package(**request)["ModelPackageArn"]
+        group = request.get("ModelPackageGroupName", "default")
+        self.folder.mkdir(parents=True, exist_ok=True)
+        version = len(list(self.folder.glob(f"{group}-*.json"))) + 1
+        arn = f"arn:aws:sagemaker:{region}:{ACCOUNT}:model-package/{group.lower()}/{version}"
+        payload = {"ModelPackageArn": arn, "CreateModelPackage": request}
+        (self.folder / f"{group}-{version}.json").write_text(json.dumps(payload, indent=2))
+        return arn
+
+
+class Execution:
+    """Runs one execution of ``pipeline_definition`` and keeps its record."""
+
+    def __init__(
+        self,
+        pipeline_definition: str | dict[str, Any],
+        params: dict[str, str],
+        runner: Runner,
+        folder: Path,
+        *,
+        pipeline_name: str,
+        execution_id: str,
+        store: Store,
+        registry: Registry,
+        cache_root: Path | None = None,
+        on_change: Callable[[Record], None] | None = None,
+        retry_wait: Callable[[float], None] | None = None,
+    ) -> None:
+        self.definition = definition.load(pipeline_definition)
+        self.graph = definition.steps(self.definition)
+        self.parameters = definition.parameters(self.definition, params)
+        self.runner, self.store, self.registry = runner, store, registry
+        self.folder, self.cache_root = Path(folder), cache_root
+        self.pipeline_name, self.execution_id = pipeline_name, execution_id
+        region = runner.region
+        self.arn = f"arn:aws:sagemaker:{region}:{ACCOUNT}:pipeline/{pipeline_name.lower()}"
+        self.execution_arn = f"{self.arn}/execution/{execution_id}"
+        start = datetime.now(UTC)
+        self.ctx = Context(
+            parameters=self.parameters,
+            execution={
+                "PipelineExecutionId": execution_id,
+                "PipelineExecutionArn": self.execution_arn,
+                "PipelineName": pipeline_name,
+                "PipelineArn": self.arn,
+                "StartDateTime": start.isoformat(),
+                "CurrentDateTime": start.isoformat(),
+            },
+            read_property_file=self._read_property_file,
+        )
+        self.on_change = on_change or (lambda record: None)
+        self.retry_wait = retry_wait or self._interruptible_sleep
+        self.status: dict[str, str] = {name: "Pending" for name in self.graph}
+        self.outcomes: dict[str, str] = {}
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.record = Record(
+            self.folder,
+            {
+                "PipelineArn": self.arn,
+                "PipelineExecutionArn": self.execution_arn,
+                "PipelineExecutionDisplayName": execution_id,
+                "PipelineParameters": [
+                    {"Name": k, "Value": text(v)} for k, v in self.parameters.items()
+                ],
+            },
+        )
+        self.record.data["Local"].update(
+            {
+                "Isolation": runner.isolation,
+                "Container": runner.engine.tool if runner.engine else "local process",
+                "Definition": str(self.folder / "definition.json"),
+            }
+        )
+        (self.folder / "definition.json").write_text(json.dumps(self.definition, indent=2))
+
+    # ------------------------------------------------------------------ scheduling
+
+    def run(self) -> str:
+        """Run every step that can run; return the execution status."""
+        self.on_change(self.record)
+        futures: dict[Future, str] = {}
+        with ThreadPoolExecutor(max_workers=max(1, len(self.graph))) as pool:
+            while True:
+                self._mark_unreachable()
+                stopping = self.runner.stop.is_set()
+                failed = any(s in ("Failed", "Stopped") for s in self.status.values())
+                if not stopping and not failed:
+                    for name in self._ready():
+                        self.status[name] = "Executing"
+                        futures[pool.submit(self._execute, name)] = name
+                if not futures:
+                    break
+                done, _ = wait(list(futures), timeout=0.5, return_when=FIRST_COMPLETED)
+                for future in done:
+                    futures.pop(future)
+                    future.result()
+        statuses = set(self.status.values())
+        if "Failed" in statuses:
+            result = "Failed"
+        elif "Stopped" in statuses or self.runner.stop.is_set():
+            result = "Stopped"
+        else:
+            result = "Succeeded"
+        reasons = [
+            f"Step {s['StepName']} failed: {s['FailureReason']}"
+            for s in self.record.steps()
+            if s.get("FailureReason")
+        ]
+        self.record.finish(result, cut("; ".join(reasons)) if result == "Failed" else "")
+        self.on_change(self.record)
+        return result
+
+    def stop(self) -> None:
+        """Stop running jobs; running steps end as Stopped and nothing new starts."""
+        self.runner.stop_all()
+
+    def _ready(self) -> list[str]:
+        out = []
+        for name, step in self.graph.items():
+            if self.status[name] != "Pending":
+                continue
+            if not all(self.status[d] == "Succeeded" for d in step.depends_on):
+                continue
+            if step.branch and self.outcomes.get(step.branch[0]) != step.branch[1]:
+                continue
+            out.append(name)
+        return out
+
+    def _mark_unreachable(self) -> None:
+        """Steps after a failed, stopped or unchosen step never run (the service omits them)."""
+        changed = True
+        while changed:
+            changed = False
+            for name, step in self.graph.items():
+                if self.status[name] != "Pending":
+                    continue
+                blocked = any(
+                    self.status[d] in ("Failed", "Stopped", "NotRun") for d in step.depends_on
+                )
+                if step.branch and step.branch[0] in self.outcomes:
+                    blocked |= self.outcomes[step.branch[0]] != step.branch[1]
+                if blocked:
+                    self.status[name] = "NotRun"
+                    changed = True
+
+    # -------------------------------------------------------------------- one step
+
+    def _execute(self, name: str) -> None:
+        step = self.graph[name]
+        self.record.start(name, step.type)
+        self.on_change(self.record)
+        local: dict[str, Any] = {}
+        try:
+            fields = self._dispatch(step, local)
+            status = "Succeeded"
+        except StepStopped as exc:
+            status, fields = "Stopped", {"FailureReason": cut(str(exc))}
+        except (StepFailed, RequestRefused, ExecutorError) as exc:
+            status, fields = "Failed", {"FailureReason": cut(str(exc))}
+        except Exception as exc:  # an executor defect must still end the step
+            status = "Failed"
+            fields = {"FailureReason": cut(f"Executor error ({type(exc).__name__}: {exc}).")}
+        self.status[name] = status
+        self.record.update(name, local, StepStatus=status, **fields)
+        self.on_change(self.record)
+
+    def _dispatch(self, step: definition.Step, local: dict[str, Any]) -> dict[str, Any]:
+        args = step.arguments
+        if step.type == "Condition":
+            outcome = all(condition(c, self.ctx) for c in args.get("Conditions", []))
+            self.outcomes[step.name] = "If" if outcome else "Else"
+            self.ctx.properties[step.name] = {"Outcome": str(outcome)}
+            return {"Metadata": {"Condition": {"Outcome": str(outcome)}}}
+        if step.type == "Fail":
+            message = text(resolve(args.get("ErrorMessage", ""), self.ctx))
+            self.record.update(step.name, Metadata={"Fail": {"ErrorMessage": message}})
+            raise StepFailed(message)
+        request = resolve(copy.deepcopy(args), self.ctx)
+        local["Request"] = request
+        if step.type == "RegisterModel":
+            rules.check("RegisterModel", request)
+            arn = self.registry.register(request, self.runner.region)
+            self.ctx.properties[step.name] = {**request, "ModelPackageArn": arn}
+            return {"Metadata": {"RegisterModel": {"Arn": arn}}}
+        job_name = self._job_name(step)
+        request[rules.JOB_NAME_FIELDS[step.type]] = job_name
+        rules.check(step.type, request)
+        cache_cfg = step.raw.get("CacheConfig") or {}
+        if cache_cfg.get("Enabled") and self.cache_root is not None:
+            key = cache.key(self.pipeline_name, step.name, step.type, request)
+            local["CacheKey"] = key
+            hit = cache.lookup(
+                self.cache_root,
+                key,
+                cache.expire_after(cache_cfg.get("ExpireAfter", "")),
+                datetime.now(UTC),
+            )
+            if hit:
+                source, earlier = hit
+                local.update(
+                    {"CacheSource": source, "Properties": earlier["Properties"], "Log": None}
+                )
+                self.ctx.properties[step.name] = earlier["Properties"]
+                kind, arn_key = METADATA_KEYS[step.type]
+                return {
+                    "CacheHitResult": {"SourcePipelineExecutionArn": source},
+                    "Metadata": {kind: {"Arn": earlier["Properties"].get(arn_key)}},
+                }
+        props = self._with_retries(step, local, lambda: self._run_job(step.type, job_name, request))
+        details = props.pop("_local", {})
+        local.update({"Log": details.get("log"), "LostFiles": details.get("lost"), **details})
+        local.pop("log", None)
+        local.pop("lost", None)
+        local["Properties"] = props
+        self.ctx.properties[step.name] = props
+        kind, arn_key = METADATA_KEYS[step.type]
+        fields = {"Metadata": {kind: {"Arn": props.get(arn_key)}}}
+        status_key = {"Processing": "ProcessingJobStatus", "Training": "TrainingJobStatus"}
+        if step.type in status_key and props[status_key[step.type]] != "Completed":
+            self.record.update(step.name, local, **fields)
+            raise StepFailed(props.get("FailureReason", "The job failed."))
+        return fields
+
+    def _run_job(self, step_type: str, job_name: str, request: dict[str, Any]) -> dict[str, Any]:
+        if step_type == "Processing":
+            return self.runner.processing(job_name, request)
+        if step_type == "Training":
+            return self.runner.training(job_name, request)
+        tuned = run_tuning(job_name, request, self._tuning_job)
+        tuned["HyperParameterTuningJobArn"] = self.runner.arn(
+            "hyper-parameter-tuning-job", job_name
+        )
+        jobs = {s["TrainingJobName"]: s.pop("_local", {}) for s in tuned["TrainingJobSummaries"]}
+        tuned["_local"] = {"TrainingJobs": jobs}
+        return tuned
+
+    def _tuning_job(self, name: str, request: dict[str, Any], threads: int) -> dict[str, Any]:
+        rules.check("Training", request)
+        return self.runner.training(name, request, threads)
+
+    def _with_retries(
+        self, step: definition.Step, local: dict[str, Any], attempt: Callable[[], dict[str, Any]]
+    ) -> dict[str, Any]:
+        """Retry platform-side failures as the step's RetryPolicies say (local equivalents only)."""
+        policies = step.raw.get("RetryPolicies") or []
+        unmatched = sorted(
+            {t for p in policies for t in p.get("ExceptionType", []) if t not in LOCAL_RETRY_TYPES}
+        )
+        if unmatched:
+            local["RetryTypesWithoutLocalEquivalent"] = unmatched
+        tries: dict[int, int] = {}
+        count = 0
+        while True:
+            count += 1
+            try:
+                return attempt()
+            except JobInternalError as exc:
+                policy = next(
+                    (
+                        i
+                        for i, p in enumerate(policies)
+                        if set(p.get("ExceptionType", [])) & set(LOCAL_RETRY_TYPES)
+                    ),
+                    None,
+                )
+                if policy is None:
+                    raise
+                spec = policies[policy]
+                tries[policy] = tries.get(policy, 0) + 1
+                if tries[policy] >= int(spec.get("MaxAttempts", 1)) or self.runner.stop.is_set():
+                    raise
+                delay = float(spec.get("IntervalSeconds", 1)) * float(
+                    spec.get("BackoffRate", 2.0)
+                ) ** (tries[policy] - 1)
+                local.setdefault("Retries", []).append({"Reason": str(exc), "WaitSeconds": delay})
+                self.record.update(step.name, local, AttemptCount=count + 1)
+                self.retry_wait(delay)
+
+    def _interruptible_sleep(self, seconds: float) -> None:
+        self.runner.stop.wait(seconds)
+        if self.runner.stop.is_set():
+            raise StepStopped("Stopped while waiting to retry.")
+
+    def _job_name(self, step: definition.Step) -> str:
+        suffix = secrets.token_hex(4)
+        if step.type == "Tuning":
+            # Tuning job names hold at most 32 characters.
+            head = _name_part(f"{self.execution_id[:8]}-{step.name}")[:23].strip("-")
+            return f"{head}-{suffix}"
+        head = _name_part(f"pipelines-{self.execution_id}-{step.name}")[:54].strip("-")
+        return f"{head}-{suffix}"
+
+    def _read_property_file(self, step_name: str, file_name: str) -> Any:
+        """A step's property file: its declared output's S3 object at FilePath, as JSON."""
+        if not step_name:  # JsonGet on an S3 URI
+            return json.loads(self.store.read(file_name))
+        raw = self.graph[step_name].raw
+        files = {f["PropertyFileName"]: f for f in raw.get("PropertyFiles", [])}
+        if file_name not in files:
+            raise StepFailed(f"Step {step_name} declares no property file {file_name!r}.")
+        spec = files[file_name]
+        outputs = self.ctx.properties[step_name]["ProcessingOutputConfig"]["Outputs"]
+        uri = next(
+            (o["S3Output"]["S3Uri"] for o in outputs if o["OutputName"] == spec["OutputName"]),
+            None,
+        )
+        if uri is None:
+            raise StepFailed(f"Property file {file_name}: no output named {spec['OutputName']}.")
+        target = f"{uri.rstrip('/')}/{spec['FilePath']}"
+        try:
+            return json.loads(self.store.read(target))
+        except (ValueError, JobInternalError) as exc:
+            raise StepFailed(
+                f"Property file {file_name} at {target} cannot be read: {exc}"
+            ) from exc
+
+
+def run_in_thread(execution: Execution) -> tuple[threading.Thread, list[str]]:
+    """Run ``execution`` in a thread (the main thread stays free for signals)."""
+    result: list[str] = []
+    thread = threading.Thread(target=lambda: result.append(execution.run()), daemon=True)
+    thread.start()
+    return thread, result

@@ -1,0 +1,475 @@
+"""``make local-run``: prepare -> train -> evaluate, the step functions called here, in
+Hydra's run folder.
+
+Single runs and multiruns (``-m model.max_leaf_nodes=32,128``) share this
+entrypoint; a multirun ends with a summary table across its runs. The prepare
+step runs in a forked child while this process loads what training and
+evaluation need (``prepared_ahead``), and the garbage collector waits while the
+libraries load (``steps.runtime.startup``).
+
+Before Hydra writes anything, every run's config gets the same checks as a
+SageMaker job (``steps.checks.check_config``), runtime overrides may not read the
+environment or files, and the run (or sweep) folder must be new or empty: a
+multirun's jobs here, a single run's config as Hydra composed it (``RunChecks``). A failed
+run is marked with a ``FAILED`` file in its folder; in a multirun the other jobs go
+on, and the summary lists every job with its status. SIGINT and SIGTERM end the run
+with one line, ``interrupted``, exit 130 or 143, no staging folder and no worker left.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import csv
+import json
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+import tempfile
+import threading
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import HydraException
+from hydra.experimental.callback import Callback
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf.errors import OmegaConfBaseException
+
+from conf import CONF_DIR, to_yaml, user_message
+from conf.contract import CONFIG_FILE, METRICS_FILE
+from conf.errors import ConfigError, UserError, compose_checked, require_complete
+from conf.secrets import check_runtime_overrides, install_log_redaction, redact
+from steps import register_schemas
+from steps.checks import check_config
+from steps.runtime import startup
+from steps.runtime.interrupt import (
+    Interrupted,
+    exit_interrupted,
+    exit_now,
+    signals_raise,
+    watch_parent,
+)
+
+log = logging.getLogger(__name__)
+SUMMARY_COLUMNS = ("poisson_deviance", "d2", "gini", "baseline_poisson_deviance", "d2_ratio")
+FAILED_FILE = "FAILED"
+# Folders to clear of staging folders if the run is interrupted (filled as runs start).
+CLEANUP_ROOTS: list[Path] = []
+# Exit code of the last multirun's summary: 0, 1 (a job failed unexpectedly) or 2.
+SWEEP_EXIT: list[int] = []
+# The entrypoint's own check of a single run's config (``RunChecks`` applies it).
+RUN_CHECKS: list[Callable[[DictConfig], None]] = []
+
+
+def run(cfg: DictConfig, out: Path) -> dict[str, Any]:
+    """Run the three steps with all outputs under ``out``; return the metrics."""
+    from steps.runtime.io import staged_outputs
+
+    require_complete(cfg)
+    check_config(cfg)
+    with staged_outputs(out) as stage:
+        (stage / CONFIG_FILE).write_text(to_yaml(cfg))
+    with prepared_ahead(cfg, out / "data") as prepared:
+        # Imported here, so that a bad override fails before these libraries load;
+        # the plots' and the split reader's libraries too, while the data is prepared.
+        import pyarrow.parquet  # noqa: F401
+
+        import steps.plots  # noqa: F401
+        from steps.evaluate import evaluate
+        from steps.train import train
+
+        startup.resume()
+    splits = prepared()
+    train(cfg, splits["train"], splits["validation"], out / "model")
+    metrics = evaluate(cfg, out / "model", splits["test"], out, validation_dir=splits["validation"])
+    print(summary_table([(cfg.model.name, metrics)]), flush=True)
+    print(f"Outputs: {out}", flush=True)
+    return metrics
+
+
+@contextlib.contextmanager
+def prepared_ahead(cfg: DictConfig, data_dir: Path) -> Iterator[Callable[[], dict[str, Path]]]:
+    """Run the prepare step while the block loads what training and evaluation need.
+
+    Yields a function that returns the step's split folders once the block has ended;
+    the step's error is raised as the block ends. Where a fork is safe (Linux, no other
+    thread running) the step runs in a forked child, so that the data is ready when the
+    libraries are; elsewhere it runs here, before the block. Either way it is the same
+    step function with the same outputs, and training starts only once it has finished.
+    """
+    from steps.prepare import prepare
+
+    splits: list[dict[str, Path]] = []
+    if sys.platform != "linux" or threading.active_count() > 1:
+        splits.append(prepare(cfg, data_dir))
+        yield lambda: splits[0]
+        return
+    context = multiprocessing.get_context("fork")
+    receive, send = context.Pipe(duplex=False)
+    child = context.Process(target=_send_result, args=(send, prepare, cfg, data_dir))
+    child.start()
+    send.close()
+    try:
+        yield lambda: splits[0]
+    except BaseException:
+        if child.is_alive():  # the block failed or was interrupted: stop the step too
+            child.terminate()
+        child.join()
+        receive.close()
+        raise
+    try:  # the step's own error is raised here; its child has ended or is ending
+        splits.append(_received(child, receive))
+    finally:
+        child.join()
+        receive.close()
+
+
+def _send_result(send: Connection, task: Callable[..., Any], *args: Any) -> None:
+    """In the child: ``task(*args)``, then its value or its error to the parent."""
+    watch_parent()
+    try:
+        outcome: tuple[bool, Any] = (True, task(*args))
+    except BaseException as err:
+        if not isinstance(err, UserError | Interrupted):
+            err.add_note(traceback.format_exc().rstrip())
+        outcome = (False, err)
+    # The step is over and cleaned up: a signal from now on just ends this process
+    # (the inherited handler would raise ``Interrupted`` outside the step).
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, signal.SIG_DFL)
+    try:
+        send.send(outcome)
+    except BrokenPipeError:  # the parent stopped waiting (it failed or was interrupted)
+        pass
+    except Exception as err:  # an error that cannot be pickled: its text still arrives
+        send.send((False, RuntimeError(f"{type(outcome[1]).__name__}: {outcome[1]} ({err})")))
+
+
+def _received(child: multiprocessing.process.BaseProcess, receive: Connection) -> Any:
+    """The child's value, or its error raised here."""
+    try:
+        ok, value = receive.recv()
+    except EOFError:
+        child.join()
+        raise RuntimeError(
+            f"The prepare step's process ended without a result (exit code {child.exitcode})."
+        ) from None
+    if not ok:
+        raise value
+    return value
+
+
+def summary_table(rows: list[tuple[str, dict[str, Any]]]) -> str:
+    """A plain-text table of test metrics, one row per run (status and error if any failed)."""
+    failures = any("error" in metrics for _, metrics in rows)
+    header = ["run", *(["status"] if failures else []), *SUMMARY_COLUMNS]
+    lines = [header]
+    for label, metrics in rows:
+        test = metrics.get("test", {})
+        status = ["failed" if "error" in metrics else "ok"] if failures else []
+        cells = [_cell(test.get(c)) for c in SUMMARY_COLUMNS]
+        lines.append([label, *status, *cells])
+    widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
+    text = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in lines]
+    text.insert(1, "  ".join("-" * w for w in widths))
+    errors = [f"{label}: {metrics['error']}" for label, metrics in rows if "error" in metrics]
+    return "test metrics\n" + "\n".join(text + (["errors:", *errors] if errors else []))
+
+
+def _cell(value: Any) -> str:
+    return f"{value:.6f}" if isinstance(value, (int, float)) else "-"
+
+
+# ------------------------------------------------------------------- the job wrapper
+
+
+def guarded(task: Callable[[DictConfig, Path], Any]) -> Callable[[DictConfig], Any]:
+    """Run ``task(cfg, output folder)`` as a Hydra job; report failures without a traceback.
+
+    A ``UserError`` is one paragraph on stderr and in the run's log. Every failure
+    writes ``FAILED`` (the reason) into the run folder. In a single run a user error
+    exits 2 (anything else propagates); in a multirun the job returns ``None`` so that
+    the other jobs go on.
+    """
+
+    def wrapper(cfg: DictConfig) -> Any:
+        hydra_cfg = HydraConfig.get()
+        out = Path(hydra_cfg.runtime.output_dir)
+        multirun = hydra_cfg.mode == RunMode.MULTIRUN
+        install_log_redaction()
+        CLEANUP_ROOTS.append(out)
+        if multirun:
+            watch_parent()
+        try:
+            with signals_raise():
+                return task(cfg, out)
+        except Interrupted as err:
+            mark_failed(out, "interrupted")
+            if multirun:  # a worker stopped by its parent: cleaned up, end at once
+                logging.shutdown()
+                os._exit(err.exit_code)
+            raise
+        except UserError as err:
+            _report(out, str(err), job=hydra_cfg.job.num if multirun else None)
+            if multirun:
+                return None
+            sys.exit(2)
+        except Exception as err:
+            reason = f"Unexpected error ({type(err).__name__}: {' '.join(str(err).split())})"
+            mark_failed(out, reason)
+            if not multirun:
+                raise
+            _report(out, f"{reason}; the traceback is in the job's log", hydra_cfg.job.num, err)
+            return None
+
+    wrapper.__name__ = task.__name__
+    wrapper.__doc__ = task.__doc__
+    return wrapper
+
+
+def mark_failed(out: Path, reason: str) -> None:
+    """Write ``FAILED`` with the reason into the run folder (best effort: disk may be full)."""
+    with contextlib.suppress(OSError):
+        (out / FAILED_FILE).write_text(redact(" ".join(reason.split())) + "\n")
+
+
+def _report(out: Path, reason: str, job: int | None, exc: BaseException | None = None) -> None:
+    """One paragraph on stderr, the reason (and traceback) in the run's log file, ``FAILED``."""
+    mark_failed(out, reason)
+    prefix = f"error: job {job}: " if job is not None else "error: "
+    print(prefix + redact(reason), file=sys.stderr, flush=True)
+    exc_info = (type(exc), exc, exc.__traceback__) if exc else None
+    record = log.makeRecord(log.name, logging.ERROR, __file__, 0, "%s", (reason,), exc_info)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
+
+
+# -------------------------------------------------------------------------- multirun
+
+
+class SweepSummary(Callback):
+    """At the end of a multirun, print and save a table of every job with its status."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        CLEANUP_ROOTS.append(Path(config.hydra.sweep.dir))
+        startup.resume()  # the jobs load their libraries in their own processes
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        rows, codes = [], [0]
+        jobs = [p for p in sweep_dir.iterdir() if p.is_dir() and (p / ".hydra").is_dir()]
+        for job in sorted(jobs, key=_job_number):
+            overrides = job / ".hydra" / "overrides.yaml"
+            label = " ".join(OmegaConf.load(overrides)) if overrides.exists() else ""
+            metrics: dict[str, Any] = {}
+            if (job / METRICS_FILE).is_file():
+                metrics = json.loads((job / METRICS_FILE).read_text())
+            else:
+                failed = job / FAILED_FILE
+                reason = failed.read_text().strip() if failed.is_file() else "no metrics written"
+                metrics["error"] = reason
+                codes.append(1 if reason.startswith("Unexpected") else 2)
+            rows.append((label or job.name, metrics))
+        SWEEP_EXIT.append(max(codes))
+        if not rows:
+            return
+        from steps.runtime.io import staged_outputs
+
+        with staged_outputs(sweep_dir) as stage, open(stage / "summary.csv", "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["run", "status", "error", *SUMMARY_COLUMNS])
+            for label, metrics in rows:
+                status = "failed" if "error" in metrics else "ok"
+                test = metrics.get("test", {})
+                cells = ["" if test.get(c) is None else test[c] for c in SUMMARY_COLUMNS]
+                writer.writerow([label, status, metrics.get("error", ""), *cells])
+        print(summary_table(rows), flush=True)
+        print(f"Summary: {sweep_dir / 'summary.csv'}", flush=True)
+
+
+def _job_number(path: Path) -> int:
+    return int(path.name) if path.name.isdigit() else sys.maxsize
+
+
+# ------------------------------------------------------------------------- preflight
+
+
+def preflight(argv: Sequence[str], extra_check: Callable[[DictConfig], None] | None = None) -> None:
+    """Check every run's config and the output folder before Hydra writes anything.
+
+    Raises a ``UserError``. Hydra's informational flags (``--help``, ``--cfg``, ...) skip it.
+    """
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra._internal.utils import get_args_parser
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    args = get_args_parser().parse_args(list(argv))
+    informational = (args.help, args.hydra_help, args.cfg, args.info, args.shell_completion)
+    if any(informational) or args.config_name or args.config_dir or args.config_path:
+        return
+    overrides = list(args.overrides)
+    multirun = args.multirun or "hydra.mode=MULTIRUN" in overrides
+    if not multirun:
+        # Composed once, by Hydra: ``RunChecks`` checks it before the run writes anything.
+        try:
+            check_runtime_overrides(overrides)
+        except HydraException as err:
+            raise ConfigError(f"Invalid overrides {' '.join(overrides)!r}: {err}") from None
+        RUN_CHECKS[:] = [extra_check] if extra_check else []
+        return
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except HydraException as err:
+        raise ConfigError(f"Invalid overrides {' '.join(overrides)!r}: {err}") from None
+    jobs = [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
+    for number, job in enumerate(jobs):
+        try:
+            check_run(compose_checked(job), [extra_check] if extra_check else [])
+        except UserError as err:
+            if len(jobs) == 1:
+                raise
+            raise type(err)(f"Job {number} ({' '.join(job)}) of the multirun: {err}") from None
+    check_sweep_folder(jobs[0])
+
+
+def check_run(cfg: DictConfig, extra_checks: Sequence[Callable[[DictConfig], None]]) -> None:
+    """One run's config: complete, the checks of every job, and the entrypoint's own."""
+    require_complete(cfg)
+    check_config(cfg)
+    for check in extra_checks:
+        check(cfg)
+
+
+class RunRefused(BaseException):
+    """A single run's config failed ``RunChecks``: carries the ``UserError`` out of Hydra.
+
+    Hydra turns an ``Exception`` raised by a callback into a warning and goes on, so
+    the refusal travels as a ``BaseException`` to ``launch``, which reports it.
+    """
+
+    def __init__(self, error: UserError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class RunChecks(Callback):
+    """A single run's checks, on the config Hydra composed, before the run writes anything."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        cfg = copy.deepcopy(config)
+        with open_dict(cfg):
+            del cfg["hydra"]
+        try:
+            check_run(cfg, RUN_CHECKS)
+            check_folder(Path(str(config.hydra.run.dir)).expanduser(), "hydra.run.dir")
+        except UserError as err:
+            raise RunRefused(err) from None
+
+
+def check_sweep_folder(overrides: Sequence[str]) -> None:
+    """A multirun's sweep folder must be new or empty, and its disk writable with space."""
+    from hydra import compose, initialize_config_dir
+
+    key = "hydra.sweep.dir"
+    try:
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            hcfg = compose("config", overrides=list(overrides), return_hydra_config=True)
+        folder = Path(str(OmegaConf.select(hcfg, key))).expanduser()
+    except Exception:  # a folder pattern only Hydra's own run can resolve: Hydra checks it
+        return
+    finally:
+        GlobalHydra.instance().clear()
+    check_folder(folder, key)
+
+
+def check_folder(folder: Path, key: str) -> None:
+    """``folder`` (the value of ``key``) must be new or empty, on a writable disk with space."""
+    from conf.errors import OutputExistsError
+
+    if folder.is_dir() and any(folder.iterdir()):
+        raise OutputExistsError(
+            f"{key}='{folder}' already exists and is not empty: choose a new or empty folder "
+            "(the default, a new time-stamped folder under outputs/, always is)."
+        )
+    if folder.exists() and not folder.is_dir():
+        raise OutputExistsError(f"{key}='{folder}' is a file: choose a folder.")
+    _check_writable(folder)
+
+
+def _check_writable(folder: Path, probe_bytes: int = 1 << 20) -> None:
+    """Write and delete ``probe_bytes`` next to ``folder`` (its nearest existing ancestor)."""
+    existing = folder.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    try:
+        if not existing.is_dir():
+            raise NotADirectoryError(20, "Not a directory", str(existing))
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".write-check-") as probe:
+            probe.write(b"\0" * probe_bytes)
+            probe.flush()
+            os.fsync(probe.fileno())
+    except OSError as exc:
+        from steps.runtime.io import unwritable
+
+        raise unwritable(folder, exc) from None
+
+
+# ------------------------------------------------------------------------------ main
+
+
+def launch(app: Callable[[], Any], extra_check: Callable[[DictConfig], None] | None = None) -> int:
+    """Preflight, then the Hydra app; return the exit code (exits at once when interrupted).
+
+    A user error, or a config error Hydra raises itself, is one paragraph and exit 2.
+    """
+    # Without this, Hydra prints its own report and exits 1 whatever the error.
+    os.environ.setdefault("HYDRA_FULL_ERROR", "1")
+    startup.pause()  # until the run has loaded its libraries (``run``)
+    register_schemas()
+    try:
+        with signals_raise():
+            try:
+                preflight(sys.argv[1:], extra_check)
+                SWEEP_EXIT.clear()
+                app()
+            except (UserError, RunRefused, HydraException, OmegaConfBaseException) as err:
+                text = str(err) if isinstance(err, UserError | RunRefused) else user_message(err)
+                print(f"error: {redact(' '.join(text.split()))}", file=sys.stderr, flush=True)
+                return 2
+    except Interrupted as err:
+        exit_interrupted(err, CLEANUP_ROOTS)
+    finally:
+        startup.resume()
+    return SWEEP_EXIT[-1] if SWEEP_EXIT else 0
+
+
+@hydra.main(config_path="../../conf", config_name="config", version_base="1.3")
+@guarded
+def hydra_main(cfg: DictConfig, out: Path) -> float:
+    """Local run; returns the validation deviance (the value sweeps compare)."""
+    metrics = run(cfg, out)
+    return metrics["validation"]["poisson_deviance"]
+
+
+def main() -> None:
+    """``python -m pipelines.local.run [-m] [overrides]``."""
+    exit_now(launch(hydra_main))
+
+
+if __name__ == "__main__":
+    # Run as the importable module, so that Hydra's callbacks and this code share state.
+    from pipelines.local.run import main as _main
+
+    _main()
