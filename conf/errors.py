@@ -12,7 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from conf import compose
-from conf.secrets import check_runtime_overrides
+from conf.secrets import check_runtime_overrides, redact
 
 USER_ERROR_EXIT = 2
 
@@ -57,7 +57,11 @@ def require_complete(cfg: DictConfig) -> None:
         raise ConfigError(f"Missing required config values: {', '.join(missing)}. Set {hints}")
 
 
-def report(err: BaseException) -> int:
-    """The one rule for every command: a user error is one line on stderr and exit code 2."""
-    print(f"error: {' '.join(str(err).split())}", file=sys.stderr, flush=True)
-    return USER_ERROR_EXIT
+def report(err: BaseException | str, exit_code: int = USER_ERROR_EXIT) -> int:
+    """The one rule for every command: an error is one redacted line on stderr, exit code 2.
+
+    Credential values from the environment never reach the line (``conf.secrets``).
+    Returns ``exit_code`` for the command to exit with.
+    """
+    print(f"error: {redact(' '.join(str(err).split()))}", file=sys.stderr, flush=True)
+    return exit_code

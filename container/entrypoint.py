@@ -47,7 +47,7 @@ from conf.contract import (
     OptMl,
     unset_to_empty,
 )
-from conf.errors import ConfigError, DataError, UserError, require_complete
+from conf.errors import ConfigError, DataError, UserError, report, require_complete
 from conf.runtime import StartOverrideError, check_start_overrides
 from conf.secrets import install_log_redaction, redact
 from container import hyperparameters
@@ -314,13 +314,13 @@ def report_failure(paths: OptMl, reason: str) -> None:
     Credential values from the environment never reach the reason.
     """
     reason = redact(reason)
-    print(f"error: {reason}", file=sys.stderr, flush=True)
+    report(reason)
     try:
         paths.failure.parent.mkdir(parents=True, exist_ok=True)
         for path in (paths.failure, paths.message):
             path.write_text(reason + "\n", encoding="utf-8")
     except OSError as exc:
-        print(f"error: could not write {paths.failure}: {exc}", file=sys.stderr, flush=True)
+        report(f"could not write {paths.failure}: {exc}")
 
 
 def _has_files(folder: Path) -> bool:

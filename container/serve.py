@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from conf.contract import OptMl
-from conf.errors import UserError
+from conf.errors import UserError, report
 
 log = logging.getLogger("container.serve")
 
@@ -288,8 +288,7 @@ def main(argv: Iterable[str] = ()) -> int:
 
         scorer = load_scorer(config.model_dir)
     except UserError as err:
-        print(f"error: {' '.join(str(err).split())}", file=sys.stderr, flush=True)
-        return 2
+        return report(err)
     payload = f"{config.max_payload_mb} MB" if config.max_payload_mb else "none"
     log.info(
         "Serving %s on http://%s:%d: %d workers (%d threads each), timeout %d s, payload limit %s",

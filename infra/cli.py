@@ -439,8 +439,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             message += f" {CREDENTIALS_HELP}"
         return report(InfraError(message))
     except BotoCoreError as exc:
-        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
-        return 1
+        return report(exc, exit_code=1)
     except KeyboardInterrupt:
         return 130
 

@@ -46,7 +46,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from conf import CONF_DIR, to_yaml, user_message
 from conf.contract import CONFIG_FILE, METRICS_FILE
-from conf.errors import ConfigError, UserError, compose_checked, require_complete
+from conf.errors import ConfigError, UserError, compose_checked, report, require_complete
 from conf.secrets import check_runtime_overrides, install_log_redaction, redact
 from steps import register_schemas
 from steps.checks import check_config
@@ -245,8 +245,7 @@ def mark_failed(out: Path, reason: str) -> None:
 def _report(out: Path, reason: str, job: int | None, exc: BaseException | None = None) -> None:
     """One paragraph on stderr, the reason (and traceback) in the run's log file, ``FAILED``."""
     mark_failed(out, reason)
-    prefix = f"error: job {job}: " if job is not None else "error: "
-    print(prefix + redact(reason), file=sys.stderr, flush=True)
+    report(f"job {job}: {reason}" if job is not None else reason)
     exc_info = (type(exc), exc, exc.__traceback__) if exc else None
     record = log.makeRecord(log.name, logging.ERROR, __file__, 0, "%s", (reason,), exc_info)
     for handler in logging.getLogger().handlers:
@@ -446,8 +445,7 @@ def launch(app: Callable[[], Any], extra_check: Callable[[DictConfig], None] | N
                 app()
             except (UserError, RunRefused, HydraException, OmegaConfBaseException) as err:
                 text = str(err) if isinstance(err, UserError | RunRefused) else user_message(err)
-                print(f"error: {redact(' '.join(text.split()))}", file=sys.stderr, flush=True)
-                return 2
+                return report(text)
     except Interrupted as err:
         exit_interrupted(err, CLEANUP_ROOTS)
     finally:
