@@ -18,7 +18,7 @@ ARGS ?=
 PYTHONS := 3.11 3.12 3.13
 
 .DEFAULT_GOAL := help
-.PHONY: help env env-sagemaker local-run local-tune test test-pythons lint bench \
+.PHONY: help env env-sagemaker local-run local-tune test test-fast check test-pythons lint bench \
         pipeline-definition upsert-pipeline start-pipeline schedule-pipeline \
         base-image build-image push-image run-image-local test-image deploy-infra infra-config clean \
         local-pipeline local-pipeline-clean
@@ -49,18 +49,29 @@ local-run: env ## Prepare, train and evaluate in-process (ARGS="model=glm_poisso
 local-tune: env ## Search the `tuning` space on this machine and report the best configuration
 	$(RUN) python -m pipelines.local.tune $(ARGS)
 
-test: env-sagemaker ## Lint and run the test suite
+# One OpenMP thread per test worker: two workers already use both cores.
+PYTEST := OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(RUN) pytest -n 2
+
+test: env-sagemaker ## The static checks and the whole test suite (what CI runs)
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
-	@# One OpenMP thread per test worker: two workers already use both cores.
-	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(RUN) pytest -n 2 $(ARGS)
+	$(PYTEST) $(ARGS)
+
+test-fast: env-sagemaker ## Ruff and every test not marked slow: the inner loop
+	$(RUN) ruff check .
+	$(PYTEST) -m "not slow" $(ARGS)
+
+check: env-sagemaker ## Ruff, the format check, the import contracts, dead code and types
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+	$(RUN) lint-imports
+	$(RUN) vulture
+	$(RUN) mypy
 
 test-pythons: $(UV) ## A small `make local-run` on every supported Python this machine has
 	@PYTHON=$(PYTHON) .ci/pythons $(PYTHONS)
 
-lint: env-sagemaker ## Ruff, hadolint, cfn-lint and checkov
-	$(RUN) ruff check .
-	$(RUN) ruff format --check .
+lint: check ## The static checks, hadolint, cfn-lint and checkov
 	$(RUN) hadolint container/Dockerfile
 	$(RUN) cfn-lint infra/template.yaml
 	@# checkov is not installed on Python 3.13 (pyproject.toml says why).

@@ -108,7 +108,7 @@ def _conform(schema: type, node: DictConfig, prefix: str = "") -> None:
     OmegaConf.merge(OmegaConf.structured(schema), node)
     hints = typing.get_type_hints(schema)
     for key in node:
-        path = f"{prefix}{key}"
+        path = f"{prefix}{key!s}"
         if key not in hints:
             raise ConfigCompositionException(
                 f"Unknown config key '{path}' (not in {schema.__name__}; "
@@ -116,11 +116,11 @@ def _conform(schema: type, node: DictConfig, prefix: str = "") -> None:
             )
         if OmegaConf.is_missing(node, key) or not isinstance(node[key], DictConfig):
             continue  # a required value (`???`) is reported by name where it is needed
-        if dataclasses.is_dataclass(hints[key]):
+        if isinstance(hints[key], type) and dataclasses.is_dataclass(hints[key]):
             _conform(hints[key], node[key], prefix=f"{path}.")
         elif typing.get_origin(hints[key]) is dict:
             item_type = typing.get_args(hints[key])[1]
-            if dataclasses.is_dataclass(item_type):
+            if isinstance(item_type, type) and dataclasses.is_dataclass(item_type):
                 for name, item in node[key].items():
                     _conform(item_type, item, prefix=f"{path}.{name}.")
 

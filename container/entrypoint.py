@@ -245,6 +245,8 @@ def unpack_model(model_input: Path, scratch: Path) -> Path:
             f"'{model_input}', found {len(archives)} archives: pass the training job's "
             "model artifacts as the 'model' input."
         )
+    from steps.runtime.io import extract_safely
+
     try:
         with tarfile.open(archives[0]) as tar:
             extract_safely(tar, scratch)
@@ -272,26 +274,6 @@ def with_trained_model(cfg: DictConfig, model_dir: Path) -> DictConfig:
     out = cfg.copy()
     out.model = model
     return out
-
-
-def extract_safely(tar: tarfile.TarFile, target: Path) -> None:
-    """Unpack regular files and folders only, all inside ``target``.
-
-    Python 3.11.4 and later do this with the ``data`` filter; older 3.11 releases
-    (Debian's 3.11.2 among them) have no filters, so the same rule is checked here.
-    """
-    if hasattr(tarfile, "data_filter"):
-        tar.extractall(target, filter="data")
-        return
-    root = target.resolve()
-    for member in tar.getmembers():
-        inside = (root / member.name).resolve().is_relative_to(root)
-        if not inside or not (member.isfile() or member.isdir()):
-            raise DataError(
-                f"The model archive holds '{member.name}', which is not a plain file or folder "
-                "inside the archive: refusing to unpack it."
-            )
-    tar.extractall(target)
 
 
 def model_quality(test: dict[str, float]) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from omegaconf import OmegaConf
 from conf.errors import UserError, report
 from infra import TEMPLATE_PATH
 from infra.template import load_template, parameter_defaults
-from pipelines.sagemaker import aws
+from pipelines.sagemaker import session as aws_session
 
 DEFAULT_STACK_NAME = "claim-frequency-infra"
 CAPABILITIES = ["CAPABILITY_NAMED_IAM"]
@@ -80,7 +80,7 @@ class InfraError(UserError):
 
 def make_session(region: str | None = None, profile: str | None = None) -> boto3.Session:
     """A boto3 session with a region and credentials (the pipelines' one helper)."""
-    return aws.session(region, profile)
+    return aws_session.session(region, profile)
 
 
 # ----------------------------------------------------------------------- stack

@@ -487,9 +487,9 @@ def protect_registered(ecr: Any, sagemaker: Any, repository_uri: str, group: str
 
 def aws_session(cfg: DictConfig) -> Any:
     """A session in ``sagemaker.region`` with credentials (the pipelines' one helper)."""
-    from pipelines.sagemaker import aws
+    from pipelines.sagemaker import session
 
-    return aws.session(cfg.sagemaker.region)
+    return session.session(cfg.sagemaker.region)
 
 
 # ------------------------------------------------------------------------ recording

@@ -130,7 +130,7 @@ def fit(
     train_split = split(train)
     validation_split = split(validation) if validation is not None else None
     model_unit.fit(estimator, model, train_split, validation_split)
-    params = {k: v for k, v in dict(model).items() if k != "name"}
+    params = {str(k): v for k, v in dict(model).items() if k != "name"}
     params |= model_unit.fitted_params(estimator)
     fitted = FrequencyModel(
         name=model.name,

@@ -78,7 +78,7 @@ def validate(df: pd.DataFrame, data: DictConfig) -> pd.DataFrame:
 
 def _describe(cases: pd.DataFrame, name: str, n_rows: int) -> str:
     """One paragraph: each broken rule, its column, and how many rows break it."""
-    problems = []
+    problems: list[str] = []
     for (column, check), group in cases.groupby(["column", "check"], dropna=False, sort=True):
         if str(check).startswith("dtype("):
             continue  # reported by the coerce_dtype rule of the same column

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("conf", "steps", "container", "pipelines", "infra")
+PACKAGES = ("conf", "steps", "container", "pipelines", "executor", "infra")
 # The local executor implements SageMaker's side of the contract on its own, by
 # design: SageMaker's names may appear there a second time, the project's may not.
-SERVICE_SIDE = ROOT / "pipelines" / "executor"
+SERVICE_SIDE = ROOT / "executor"
 PROJECT_NAMES = (
     "config.yaml",
     "model_quality.json",

@@ -26,7 +26,7 @@ from typing import Any
 
 from conf.contract import CONFIG_FILE, ENTRYPOINT, METRICS_FILE, MODEL_ARCHIVE, MODEL_FILE
 from conf.errors import DataError, UserError, report
-from container.entrypoint import extract_safely
+from steps.runtime.io import extract_safely
 
 RUNS = Path("outputs/runs")
 PIPELINES = Path("outputs/pipelines")

@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 from conf import errors
 from conf.errors import ConfigError, UserError, report
 from pipelines.sagemaker import aws, sdk
+from pipelines.sagemaker.session import region
 from steps import register_schemas
 from steps.runtime import startup
 from steps.runtime.interrupt import exit_now
@@ -92,7 +93,7 @@ def cmd_definition(args: argparse.Namespace, cfg: DictConfig) -> None:
         raise UserError(f"{out} exists: pass --force to overwrite it, or choose --out.")
     aws.check_config(cfg)
     aws.check_tunable(cfg)
-    region_name = aws.region(cfg)
+    region_name = region(cfg)
     with aws.temporary_folder() as tmp:
         definition, uri = build_definition(cfg, args.overrides, Path(tmp), region_name)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -103,7 +104,7 @@ def cmd_definition(args: argparse.Namespace, cfg: DictConfig) -> None:
 def cmd_upsert(args: argparse.Namespace, cfg: DictConfig) -> None:
     aws.check_config(cfg)
     aws.check_tunable(cfg)
-    region_name = aws.region(cfg)
+    region_name = region(cfg)
     session = aws.check_credentials(region_name)
     with aws.temporary_folder() as tmp:
         definition, uri = build_definition(cfg, args.overrides, Path(tmp), region_name)
@@ -115,7 +116,7 @@ def cmd_upsert(args: argparse.Namespace, cfg: DictConfig) -> None:
 
 def cmd_start(args: argparse.Namespace, cfg: DictConfig) -> None:
     params = aws.parse_params(args.param)
-    session = aws.check_credentials(aws.region(cfg))
+    session = aws.check_credentials(region(cfg))
     client = session.client("sagemaker")
     _, values = aws.checked_params(cfg, session, params, allow_any_input=args.allow_any_input)
     arn = aws.start(cfg, client, values)
@@ -127,7 +128,7 @@ def cmd_start(args: argparse.Namespace, cfg: DictConfig) -> None:
 
 
 def cmd_schedule(args: argparse.Namespace, cfg: DictConfig) -> None:
-    session = aws.check_credentials(aws.region(cfg))
+    session = aws.check_credentials(region(cfg))
     scheduler = session.client("scheduler")
     if args.remove:
         removed = aws.remove_schedule(cfg, scheduler)

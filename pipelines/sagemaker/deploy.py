@@ -265,13 +265,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     register_schemas()
     try:
-        from pipelines.sagemaker import aws
+        from pipelines.sagemaker import aws, session
 
         cfg = compose_checked(args.overrides)
         check(cfg)
-        region = aws.region(cfg)
-        session = aws.check_credentials(region)
-        sm = session.client("sagemaker")
+        boto = aws.check_credentials(session.region(cfg))
+        sm = boto.client("sagemaker")
         outcome = deploy(cfg, sm)
         if outcome.action == "unchanged":
             print(

@@ -9,7 +9,7 @@ that names the parameter, the key or the limit. The same checks serve
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +75,7 @@ def check_start(
     _check_lengths(definition, effective)
     if channel is not None:
         upserted = OmegaConf.load(Path(channel) / CONFIG_FILE)
+        assert isinstance(upserted, DictConfig)  # a composed config is a mapping
         uri = str(effective.get(INPUT_DATA_PARAM) or UNSET)
         _check_input_location(upserted, uri, allow_any_input)
         _check_overrides(channel, upserted, str(effective.get(OVERRIDES_PARAM) or UNSET), uri)
@@ -189,7 +190,9 @@ def _limited_items(definition: Mapping[str, Any]) -> Iterator[tuple[dict[str, An
             node: Any = step.get("Arguments", {})
             for key in path:
                 node = node.get(key) if isinstance(node, dict) else None
-            items = node.items() if isinstance(node, dict) else enumerate(node or [])
+            items: Iterable[tuple[Any, Any]] = (
+                node.items() if isinstance(node, dict) else enumerate(node or [])
+            )
             for key, raw in items:
                 yield step, f"{'.'.join(path)}[{key!r}]", raw
 

@@ -8,6 +8,7 @@ import logging
 import math
 import os
 import shutil
+import tarfile
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -164,3 +165,23 @@ def read_split(folder: Path) -> pd.DataFrame:
             f"{' '.join(str(exc).split())}): expected the output of the prepare step."
         ) from None
     return pd.concat(frames, ignore_index=True)
+
+
+def extract_safely(tar: tarfile.TarFile, target: Path) -> None:
+    """Unpack regular files and folders only, all inside ``target``.
+
+    Python 3.11.4 and later do this with the ``data`` filter; older 3.11 releases
+    (Debian's 3.11.2 among them) have no filters, so the same rule is checked here.
+    """
+    if hasattr(tarfile, "data_filter"):
+        tar.extractall(target, filter="data")
+        return
+    root = target.resolve()
+    for member in tar.getmembers():
+        inside = (root / member.name).resolve().is_relative_to(root)
+        if not inside or not (member.isfile() or member.isdir()):
+            raise DataError(
+                f"The model archive holds '{member.name}', which is not a plain file or folder "
+                "inside the archive: refusing to unpack it."
+            )
+    tar.extractall(target)

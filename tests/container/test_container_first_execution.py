@@ -15,6 +15,7 @@ import pytest
 from conf.channel import write_channel
 from conf.contract import SPLIT_FILE, SPLITS, UNSET, OptMl
 from container import entrypoint, hyperparameters
+from steps.runtime.io import extract_safely
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -173,7 +174,7 @@ def test_model_archive_unpacks_safely_with_or_without_tar_filters(
     out = tmp_path / "out"
     out.mkdir()
     with tarfile.open(good) as tar:
-        entrypoint.extract_safely(tar, out)
+        extract_safely(tar, out)
     assert (out / "model.joblib").read_bytes() == b"model"
 
     evil = tmp_path / "evil.tar.gz"
@@ -184,7 +185,7 @@ def test_model_archive_unpacks_safely_with_or_without_tar_filters(
     target = tmp_path / "evil-out"
     target.mkdir()
     with tarfile.open(evil) as tar, pytest.raises(Exception, match="escape"):
-        entrypoint.extract_safely(tar, target)
+        extract_safely(tar, target)
     assert not (tmp_path / "escape.txt").exists()
 
 
