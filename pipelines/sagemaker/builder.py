@@ -11,6 +11,8 @@ Import this module only after a region is set (the SDK creates clients at import
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
 from typing import Any
 
 from omegaconf import DictConfig
@@ -414,6 +416,31 @@ def get_pipeline(cfg: DictConfig, session: PipelineSession, config_uri: str) -> 
         # and the project records runs in the execution and the model registry.
         pipeline_experiment_config=None,
     )
+
+
+def definition(cfg: DictConfig, session: PipelineSession, config_uri: str) -> str:
+    """The definition JSON that upsert sends: ``get_pipeline``'s, with what the service refuses
+    taken out.
+
+    The SDK's ``ModelMetrics`` writes every section, empty ones included (``Bias: {}``,
+    ``Explainability: {}``); the Register request carries only the sections with content.
+    """
+    data = json.loads(get_pipeline(cfg, session, config_uri).definition())
+    for step in _nested_steps(data["Steps"]):
+        metrics = step["Arguments"].get("ModelMetrics") if step["Type"] == "RegisterModel" else None
+        if isinstance(metrics, dict):
+            for section in [name for name, value in metrics.items() if not value]:
+                del metrics[section]
+    return json.dumps(data)
+
+
+def _nested_steps(steps: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """Every step, those in a condition's branches included."""
+    for step in steps:
+        yield step
+        arguments = step.get("Arguments") or {}
+        if step.get("Type") == "Condition":
+            yield from _nested_steps(arguments.get("IfSteps", []) + arguments.get("ElseSteps", []))
 
 
 class _TuningStep(TuningStep):

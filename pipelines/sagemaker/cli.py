@@ -79,12 +79,12 @@ def build_definition(
     import boto3
 
     sdk.sagemaker_env(region_name, offline=True)
-    from pipelines.sagemaker.builder import get_pipeline
+    from pipelines.sagemaker.builder import definition
 
     uri = aws.write_config_channel(cfg, list(overrides), folder)
     with sdk.quiet_sdk():
         session = sdk.pipeline_session(cfg, boto3.Session(region_name=region_name))
-        return get_pipeline(cfg, session, uri).definition(), uri
+        return definition(cfg, session, uri), uri
 
 
 def cmd_definition(args: argparse.Namespace, cfg: DictConfig) -> None:

@@ -119,9 +119,12 @@ def requests(
     model = {
         "ModelName": name,
         "ExecutionRoleArn": cfg.sagemaker.role_arn,
-        "Containers": [
-            {"ModelPackageName": package["ModelPackageArn"], "Environment": environment(cfg)}
-        ],
+        # One container: `Containers` declares an inference pipeline, which
+        # Serverless Inference does not support (CreateModel reference).
+        "PrimaryContainer": {
+            "ModelPackageName": package["ModelPackageArn"],
+            "Environment": environment(cfg),
+        },
         "Tags": tags,
     }
     config: dict[str, Any] = {
@@ -167,7 +170,7 @@ def same(deployed: dict[str, Any], model: dict[str, Any], config: dict[str, Any]
     """Does the endpoint already serve this package with these settings?"""
     containers = deployed["model"].get("Containers") or [deployed["model"].get("PrimaryContainer")]
     old = containers[0] or {}
-    new = model["Containers"][0]
+    new = model["PrimaryContainer"]
     keys = ("InstanceType", "InitialInstanceCount", "ServerlessConfig", "VariantName")
     old_variant = deployed["config"]["ProductionVariants"][0]
     new_variant = config["ProductionVariants"][0]

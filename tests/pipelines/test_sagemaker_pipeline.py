@@ -210,6 +210,8 @@ def test_train_pipeline_wiring(train_def) -> None:
     assert register["ModelApprovalStatus"] == {"Get": "Parameters.ModelApprovalStatus"}
     stats = register["ModelMetrics"]["ModelQuality"]["Statistics"]["S3Uri"]["Std:Join"]["Values"]
     assert stats[-1] == "model_quality.json"
+    # Only sections with content: the SDK writes empty Bias and Explainability sections.
+    assert list(register["ModelMetrics"]) == ["ModelQuality"]
     message = json.dumps(by_name["QualityGateFailed"]["Arguments"]["ErrorMessage"])
     assert "test.poisson_deviance" in message and "test.baseline_poisson_deviance" in message
 

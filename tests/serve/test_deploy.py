@@ -99,7 +99,10 @@ def test_creates_a_realtime_endpoint_from_the_latest_approved(
     (variant,) = config["ProductionVariants"]
     assert (variant["InstanceType"], variant["InitialInstanceCount"]) == ("ml.m5.large", 2)
     model = sm.describe_model(ModelName=variant["ModelName"])
-    (container,) = model["Containers"]
+    # One primary container, never `Containers` (an inference pipeline, which
+    # Serverless Inference refuses).
+    assert "Containers" not in model or not model["Containers"]
+    container = model["PrimaryContainer"]
     assert container["ModelPackageName"] == newest
     assert container["Environment"] == {
         "SAGEMAKER_MODEL_SERVER_TIMEOUT": "60",
@@ -128,6 +131,9 @@ def test_serverless_endpoint(sm: Any) -> None:
     (variant,) = config["ProductionVariants"]
     assert variant["ServerlessConfig"] == {"MemorySizeInMB": 2048, "MaxConcurrency": 5}
     assert "InstanceType" not in variant
+    model = sm.describe_model(ModelName=variant["ModelName"])
+    assert model["PrimaryContainer"]["ModelPackageName"] == arn
+    assert not model.get("Containers")
 
 
 def test_update_goes_through_a_new_endpoint_config(sm: Any) -> None:
@@ -150,7 +156,7 @@ def test_update_goes_through_a_new_endpoint_config(sm: Any) -> None:
     ]
     new_config = sm.describe_endpoint_config(EndpointConfigName=second.endpoint_config)
     model = sm.describe_model(ModelName=new_config["ProductionVariants"][0]["ModelName"])
-    assert model["Containers"][0]["ModelPackageName"] == newer
+    assert model["PrimaryContainer"]["ModelPackageName"] == newer
 
 
 @pytest.mark.parametrize(
