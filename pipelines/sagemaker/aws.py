@@ -22,6 +22,7 @@ from omegaconf import DictConfig
 
 from conf.channel import digest, write_channel
 from conf.errors import ConfigError
+from pipelines.sagemaker import ecr
 from pipelines.sagemaker.session import session
 
 TERMINAL = {"Succeeded", "Failed", "Stopped"}
@@ -202,6 +203,9 @@ def checked_params(
 
     described = pipeline(cfg, session.client("sagemaker"))
     definition = json.loads(described["PipelineDefinition"])
+    image = ecr.pipeline_image(definition)
+    if image:
+        ecr.check_exists(session.client("ecr"), image)
     uri = preflight.config_channel_uri(definition)
     with temporary_folder() as tmp:
         download_channel(session.client("s3"), uri, Path(tmp))

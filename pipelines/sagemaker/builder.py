@@ -148,9 +148,14 @@ def hyperparameter_ranges(cfg: DictConfig) -> dict[str, ParameterRange]:
 
 
 def config_prefix(cfg: DictConfig) -> str:
-    """``s3://<config bucket>/<prefix>/config``: where config channels are uploaded."""
+    """``s3://<config bucket>/<prefix>/pipelines/<pipeline>/config``: the pipeline's channels.
+
+    A deployed pipeline (and its schedule) reads its channel for as long as it
+    exists, so its channels live outside ``<prefix>/config/``, the only prefix
+    the config bucket's lifecycle rule expires (``infra/template.yaml``).
+    """
     bucket = cfg.sagemaker.config_bucket or cfg.sagemaker.bucket
-    return f"s3://{bucket}/{cfg.sagemaker.prefix}/config"
+    return f"s3://{bucket}/{cfg.sagemaker.prefix}/pipelines/{cfg.pipeline.name}/config"
 
 
 def tags(cfg: DictConfig) -> list[dict[str, str]]:

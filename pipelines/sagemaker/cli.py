@@ -16,7 +16,7 @@ from omegaconf import DictConfig
 
 from conf import errors
 from conf.errors import ConfigError, UserError, report
-from pipelines.sagemaker import aws, sdk
+from pipelines.sagemaker import aws, ecr, sdk
 from pipelines.sagemaker.session import region
 from steps import register_schemas
 from steps.runtime import startup
@@ -112,6 +112,9 @@ def cmd_upsert(args: argparse.Namespace, cfg: DictConfig) -> None:
     print(f"Config channel: {uri} ({count} files)")
     arn, diff = aws.upsert(cfg, session.client("sagemaker"), definition)
     print(f"Pipeline: {arn}\nChanges since the deployed version: {diff}")
+    kept = ecr.keep_deployed(session.client("ecr"), str(cfg.sagemaker.image_uri))
+    if kept:
+        print(f"Image {cfg.sagemaker.image_uri} tagged {kept}: ECR's lifecycle policy keeps it.")
 
 
 def cmd_start(args: argparse.Namespace, cfg: DictConfig) -> None:

@@ -14,8 +14,9 @@ import pytest
 
 from conf import compose
 from conf.schema import PipelineConfig, SageMakerConfig, ScheduleConfig
-from infra import TEMPLATE_PATH, image
+from infra import TEMPLATE_PATH
 from infra.cli import OUTPUT_KEYS
+from pipelines.sagemaker.ecr import DEPLOYED_PREFIX, REGISTERED_PREFIX
 
 BIN = Path(sys.executable).parent
 # Actions IAM only grants on Resource "*": each such statement must say why.
@@ -179,7 +180,12 @@ def test_buckets_encrypted_versioned_private_tls_only(
     rules = properties["LifecycleConfiguration"]["Rules"]
     assert any("NoncurrentVersionExpiration" in rule for rule in rules)
     if bucket == "ConfigBucket":
-        assert any("ExpirationInDays" in rule for rule in rules)
+        (expiring,) = [rule for rule in rules if "ExpirationInDays" in rule]
+        # Only the single runs' channels expire, never a deployed pipeline's.
+        assert expiring["Prefix"] == {"Fn::Sub": "${S3Prefix}/config/"}
+        cfg = compose()
+        pipeline_channels = f"{cfg.sagemaker.prefix}/pipelines/{cfg.pipeline.name}/config/"
+        assert not pipeline_channels.startswith(f"{cfg.sagemaker.prefix}/config/")
 
     (policy,) = [
         r
@@ -200,15 +206,19 @@ def test_key_rotates_and_repository_scans_encrypts_expires(template: dict[str, A
     assert repo["EncryptionConfiguration"]["EncryptionType"] == "KMS"
     text = repo["LifecyclePolicy"]["LifecyclePolicyText"]["Fn::Sub"]
     text = text.replace("${UntaggedImageCount}", "5").replace("${TaggedImageCount}", "20")
-    keep, untagged, tagged = sorted(json.loads(text)["rules"], key=lambda r: r["rulePriority"])
+    rules = sorted(json.loads(text)["rules"], key=lambda r: r["rulePriority"])
+    keep, deployed, untagged, tagged = rules
     assert untagged["selection"] == {
         "tagStatus": "untagged", "countType": "imageCountMoreThan", "countNumber": 5
     }  # fmt: skip
     assert tagged["selection"]["tagPatternList"] == ["*"]
     assert tagged["selection"]["countNumber"] == 20
     # Evaluated first, so no later rule can expire an image a model package uses.
-    assert keep["selection"]["tagPrefixList"] == [image.REGISTERED_PREFIX]
+    assert keep["selection"]["tagPrefixList"] == [REGISTERED_PREFIX]
     assert keep["selection"]["countNumber"] >= 10000
+    # Then every image a deployed pipeline names (tagged at upsert).
+    assert deployed["selection"]["tagPrefixList"] == [DEPLOYED_PREFIX]
+    assert deployed["selection"]["countNumber"] >= 10000
     assert repo["ImageTagMutability"] == "IMMUTABLE"
     assert resources["ModelPackageGroup"]["Type"] == "AWS::SageMaker::ModelPackageGroup"
 

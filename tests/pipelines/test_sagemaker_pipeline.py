@@ -291,7 +291,9 @@ def test_definition_command_never_overwrites(train_def, tmp_path: Path, capsys) 
     with aws.temporary_folder() as tmp:
         write_channel(Path(tmp), BASE)
         assert train_def[1] == aws.channel_uri(cfg, Path(tmp))  # the content address
-    assert train_def[1].startswith("s3://claim-frequency-data/claim-frequency/config/")
+    assert train_def[1].startswith(
+        "s3://claim-frequency-data/claim-frequency/pipelines/claim-frequency/config/"
+    )
 
 
 @pytest.mark.parametrize(
@@ -317,10 +319,22 @@ def test_missing_region_and_credentials_are_named(monkeypatch, capsys) -> None:
     assert "AWS_PROFILE" in capsys.readouterr().err
 
 
+MANIFEST = json.dumps(
+    {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": {"digest": "sha256:" + "1" * 64},
+    }
+)
+
+
 @pytest.fixture
 def deployed(aws: str, capsys: pytest.CaptureFixture) -> dict[str, str]:
     """The default pipeline upserted into a fresh local endpoint; its ARN and upsert output."""
     boto3.client("s3", region_name=REGION).create_bucket(Bucket="claim-frequency-data")
+    ecr = boto3.client("ecr", region_name=REGION)
+    ecr.create_repository(repositoryName="claim-frequency")
+    ecr.put_image(repositoryName="claim-frequency", imageManifest=MANIFEST, imageTag="1")
     assert cli.main(["upsert", *BASE]) == 0
     sm = boto3.client("sagemaker", region_name=REGION)
     arn = sm.describe_pipeline(PipelineName="claim-frequency")["PipelineArn"]
@@ -421,3 +435,52 @@ def test_definition_diff() -> None:
     assert aws.definition_diff(a, b) == "no changes"
     diff = aws.definition_diff(a, json.dumps({"Version": "2020-12-01", "Steps": []}))
     assert '-      "Name": "Prepare"' in diff
+
+
+def _image_tags() -> set[str]:
+    ecr = boto3.client("ecr", region_name=REGION)
+    images = ecr.describe_images(repositoryName="claim-frequency")["imageDetails"]
+    return {tag for image in images for tag in image.get("imageTags", [])}
+
+
+def test_upsert_keeps_the_pipeline_image_and_its_channel(deployed: dict[str, str]) -> None:
+    """Neither ECR's lifecycle policy nor the config bucket's expiry removes what it runs."""
+    # The image gets a tag that the repository's lifecycle policy never expires.
+    assert _image_tags() == {"1", "deployed-1"}
+    assert "tagged deployed-1" in deployed["out"]
+    # The channel lies under the pipeline's own prefix, outside the expiring one.
+    sm = boto3.client("sagemaker", region_name=REGION)
+    definition = json.loads(
+        sm.describe_pipeline(PipelineName="claim-frequency")["PipelineDefinition"]
+    )
+    uri = inputs(steps(definition)["Prepare"])["config"]["S3Uri"]
+    assert uri.startswith(
+        "s3://claim-frequency-data/claim-frequency/pipelines/claim-frequency/config/"
+    )
+    # A second upsert with the same image adds nothing.
+    assert cli.main(["upsert", *BASE]) == 0
+    assert _image_tags() == {"1", "deployed-1"}
+
+
+def test_start_and_schedule_refuse_a_pipeline_whose_image_or_channel_is_gone(
+    deployed: dict[str, str], capsys: pytest.CaptureFixture
+) -> None:
+    sched = [*BASE, "schedule.role_arn=arn:aws:iam::123456789012:role/scheduler"]
+    ecr = boto3.client("ecr", region_name=REGION)
+    ecr.batch_delete_image(
+        repositoryName="claim-frequency", imageIds=[{"imageTag": "1"}, {"imageTag": "deployed-1"}]
+    )
+    for command in (["start", *BASE], ["schedule", *sched]):
+        assert cli.main(command) == 2
+        err = capsys.readouterr().err
+        assert "claim-frequency:1 is no longer in ECR" in err and "make push-image" in err
+    ecr.put_image(repositoryName="claim-frequency", imageManifest=MANIFEST, imageTag="1")
+    s3 = boto3.client("s3", region_name=REGION)
+    for item in s3.list_objects_v2(Bucket="claim-frequency-data")["Contents"]:
+        s3.delete_object(Bucket="claim-frequency-data", Key=item["Key"])
+    for command in (["start", *BASE], ["schedule", *sched]):
+        assert cli.main(command) == 2
+        assert "config channel" in capsys.readouterr().err
+    assert _executions() == []
+    scheduler = boto3.client("scheduler", region_name=REGION)
+    assert scheduler.list_schedules()["Schedules"] == []
