@@ -111,6 +111,10 @@ class Runner:
     _running: dict[str, subprocess.Popen] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
+    def __post_init__(self) -> None:
+        # A job runs in a folder of its own: the paths it is given must not be relative.
+        self.jobs_dir = Path(self.jobs_dir).resolve()
+
     def arn(self, kind: str, name: str) -> str:
         return f"arn:aws:sagemaker:{self.region}:{ACCOUNT}:{kind}/{name.lower()}"
 

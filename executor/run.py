@@ -238,7 +238,8 @@ def start_warm_image(stack: ExitStack) -> WarmImage:
 
 def execute(args: argparse.Namespace) -> int:
     params = parse_params(args.param)
-    outputs: Path = args.outputs
+    # Jobs run in folders of their own: every path is absolute from here on.
+    outputs: Path = args.outputs.resolve()
     with ExitStack() as stack:
         warm = None
         # Forking a process with these libraries loaded is safe on Linux; elsewhere jobs
