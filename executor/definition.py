@@ -34,11 +34,12 @@ class Step:
 def load(text: str | dict[str, Any]) -> dict[str, Any]:
     """The definition as a dict; JSON errors are a ``DefinitionError``."""
     if isinstance(text, dict):
-        return text
-    try:
-        definition = json.loads(text)
-    except ValueError as exc:
-        raise DefinitionError(f"The pipeline definition is not valid JSON: {exc}.") from exc
+        definition: Any = text
+    else:
+        try:
+            definition = json.loads(text)
+        except ValueError as exc:
+            raise DefinitionError(f"The pipeline definition is not valid JSON: {exc}.") from exc
     if not isinstance(definition, dict) or not isinstance(definition.get("Steps"), list):
         raise DefinitionError("The pipeline definition has no 'Steps' list.")
     return definition

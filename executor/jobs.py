@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from executor.errors import JobInternalError, StepStopped
+from executor.errors import ExecutorError, JobInternalError, StepStopped
 from executor.images import OPT_ML, ContainerEngine, LocalImages
 from executor.storage import Store
 from executor.warm import WarmImage
@@ -69,7 +69,7 @@ def isolation_mode(requested: str = "auto") -> str:
         )
         ok = probe.returncode == 0
     if not ok and requested == "tmpfs":
-        raise JobInternalError("--mounts tmpfs needs root and `unshare --mount` on this machine.")
+        raise ExecutorError("tmpfs mounts need root and `unshare --mount` on this machine.")
     return "tmpfs" if ok else "plain"
 
 

@@ -108,6 +108,15 @@ def training_definition() -> dict[str, Any]:
     }
 
 
+def training_request(name: str, **hyperparameters: str) -> dict[str, Any]:
+    """A CreateTrainingJob request as boto3 sends it: the tiny image trains on the numbers."""
+    request = training_definition()
+    channel = request["InputDataConfig"][0]["DataSource"]["S3DataSource"]
+    channel["S3Uri"] = f"s3://{BUCKET}/input/numbers/"
+    request["OutputDataConfig"]["S3OutputPath"] = f"s3://{BUCKET}/jobs/model"
+    return {"TrainingJobName": name, "HyperParameters": hyperparameters, **request}
+
+
 def definition(tune: bool = False) -> dict[str, Any]:
     """Copy -> Train (or Tune) -> Score -> Gate -> Register | Fail."""
     copy_step = processing(
