@@ -212,7 +212,7 @@ def test_a_tuning_job_whose_training_jobs_all_fail_is_described(
 
 def test_a_warm_image_forks_the_jobs_of_its_command(tmp_path: Path, numbers: Path) -> None:
     """The caller names the modules and the image's command; the executor forks the jobs."""
-    path = os.pathsep.join([str(HERE), str(Path(executor.__file__).parent.parent)])
+    path = support.python_path(HERE)
     images = LocalImages(
         {support.IMAGE: LocalImage(("python", "-m", "tiny_image"), {"PYTHONPATH": path}, HERE)}
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -81,7 +82,8 @@ assert e.run() == "Succeeded", e.record.data
 loaded = sorted(m for m in sys.modules if m.split(".")[0] in {PROJECT!r})
 print(json.dumps(loaded))
 """
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    env = {**os.environ, "PYTHONPATH": str(Path(jobs.__file__).parent.parent)}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
 

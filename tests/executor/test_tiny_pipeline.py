@@ -289,6 +289,7 @@ def test_sigterm_stops_the_command_and_its_jobs(tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        env={**os.environ, "PYTHONPATH": support.python_path()},
     )
     deadline = time.monotonic() + 60
     logs: list[Path] = []
