@@ -83,6 +83,7 @@ def test_json_get_reads_the_property_file() -> None:
         ({"Type": "LessThanOrEqualTo", "LeftValue": "10", "RightValue": "9"}, False),
         ({"Type": "In", "QueryValue": {"Get": "Parameters.Name"}, "Values": ["x", "abc"]}, True),
         ({"Type": "Not", "Expression": {"Type": "Equals", "LeftValue": 1, "RightValue": 1}}, False),
+        ({"Type": "Not", "Condition": {"Type": "Equals", "LeftValue": 1, "RightValue": 2}}, True),
         (
             {
                 "Type": "Or",
@@ -154,3 +155,20 @@ def test_graph_dependencies_branches_and_unsupported_types() -> None:
     spec["Steps"].append({"Name": "T", "Type": "Transform", "Arguments": {}})
     with pytest.raises(DefinitionError, match="'Transform', which is not supported locally"):
         definition.steps(spec)
+
+
+def test_conditions_outside_the_language_are_refused_before_anything_runs() -> None:
+    """There is no And (a step's list of conditions is their conjunction); a Not needs one."""
+    equals = {"Type": "Equals", "LeftValue": 1, "RightValue": 1}
+
+    def gate(*conditions: dict) -> dict:
+        step = {"Name": "Gate", "Type": "Condition", "Arguments": {"Conditions": list(conditions)}}
+        return {"Steps": [step]}
+
+    assert set(definition.steps(gate(equals, {"Type": "Not", "Condition": equals}))) == {"Gate"}
+    with pytest.raises(DefinitionError, match=r"'And' is not one of .* their conjunction"):
+        definition.steps(gate({"Type": "And", "Conditions": [equals, equals]}))
+    with pytest.raises(DefinitionError, match="'Nand' is not one of"):
+        definition.steps(gate({"Type": "Or", "Conditions": [{"Type": "Nand"}]}))
+    with pytest.raises(DefinitionError, match="A Not condition needs a 'Condition'"):
+        definition.steps(gate({"Type": "Not"}))

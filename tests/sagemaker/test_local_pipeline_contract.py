@@ -97,3 +97,21 @@ def test_clean_keeps_the_newest_executions(tmp_path: Path, capsys: pytest.Captur
     assert local_pipeline.main(["clean", "--keep", "1", "--outputs", str(outputs)]) == 0
     assert [p.name for p in outputs.iterdir()] == ["new"]
     assert "Removed 1 local execution(s)" in capsys.readouterr().out
+
+
+def test_the_executor_evaluates_the_conditions_the_sdk_writes() -> None:
+    from sagemaker.core.workflow.conditions import (
+        ConditionEquals,
+        ConditionGreaterThan,
+        ConditionNot,
+        ConditionOr,
+    )
+
+    from executor.expressions import Context, condition
+
+    ctx = Context(parameters={}, execution={})
+    no = ConditionNot(ConditionEquals(left=1, right=1))
+    yes = ConditionOr([no, ConditionGreaterThan(left=2, right=1)])
+    assert no.to_request()["Type"] == "Not"
+    assert condition(no.to_request(), ctx) is False
+    assert condition(yes.to_request(), ctx) is True
