@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from executor import definition
@@ -172,3 +174,23 @@ def test_conditions_outside_the_language_are_refused_before_anything_runs() -> N
         definition.steps(gate({"Type": "Or", "Conditions": [{"Type": "Nand"}]}))
     with pytest.raises(DefinitionError, match="A Not condition needs a 'Condition'"):
         definition.steps(gate({"Type": "Not"}))
+
+
+@pytest.mark.parametrize(
+    ("text", "days", "seconds"),
+    [("P30D", 30, 0), ("p30d", 30, 0), ("30d", 30, 0), ("T16m", 0, 960), ("P4DT12H", 4, 43200)],
+)
+def test_cache_expire_after_reads_the_forms_the_sdk_documents(
+    text: str, days: int, seconds: int
+) -> None:
+    from executor.cache import expire_after
+
+    assert expire_after(text) == timedelta(days=days, seconds=seconds)
+
+
+@pytest.mark.parametrize("text", ["", "P", "PT", "30 days", "P1.5D"])
+def test_cache_expire_after_refuses_other_text(text: str) -> None:
+    from executor.cache import expire_after
+
+    with pytest.raises(DefinitionError, match="not an ISO 8601 duration"):
+        expire_after(text)
