@@ -193,7 +193,7 @@ def run_job(
 
     ``operation``: ``CreateProcessingJob``, ``CreateTrainingJob`` or
     ``CreateHyperParameterTuningJob``. A request the service would refuse raises
-    ``RequestRefused`` before anything is written; a job that ran and failed or was
+    ``RequestRefused`` before any job starts; a job that ran and failed or was
     stopped is described (its status and FailureReason), not raised.
     """
     if operation not in dispatch.KINDS:
