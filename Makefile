@@ -96,10 +96,10 @@ schedule-pipeline: env-sagemaker ## Create, update or remove (ARGS=--remove) the
 	$(RUN) python -m pipelines.sagemaker.cli schedule $(ARGS)
 
 local-pipeline: env-sagemaker ## Execute the pipeline definition here, as SageMaker would (ARGS="--param QualityThreshold=0.5 pipeline=tune")
-	$(RUN) python -m executor $(ARGS)
+	$(RUN) python -m pipelines.sagemaker.local_pipeline $(ARGS)
 
 local-pipeline-clean: env ## Remove old local pipeline executions and what they stored (ARGS="--keep 3")
-	$(RUN) python -m executor clean $(ARGS)
+	$(RUN) python -m pipelines.sagemaker.local_pipeline clean $(ARGS)
 
 clean: ## Remove the environments (outputs are kept)
 	rm -rf .venv .venv-3.* .tools

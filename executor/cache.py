@@ -37,9 +37,15 @@ _DURATION = re.compile(
 
 
 def expire_after(text: str) -> timedelta:
-    """An ISO 8601 duration (``P30D``, ``PT1H``); a month counts 30 days, a year 365."""
-    match = _DURATION.fullmatch(text or "")
-    if not match or text in ("P", "PT"):
+    """An ISO 8601 duration (``P30D``, ``PT1H``); a month counts 30 days, a year 365.
+
+    As the SDK documents it, the letters may be lower case and the leading ``P`` may be
+    left out (``p30d``, ``30d``, ``T12H``).
+    """
+    duration = (text or "").strip().upper()
+    duration = duration if duration.startswith("P") else f"P{duration}"
+    match = _DURATION.fullmatch(duration)
+    if not match or duration in ("P", "PT"):
         raise DefinitionError(f"CacheConfig ExpireAfter {text!r} is not an ISO 8601 duration.")
     y, mo, w, d, h, mi, s = (int(g or 0) for g in match.groups())
     return timedelta(days=365 * y + 30 * mo + 7 * w + d, hours=h, minutes=mi, seconds=s)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from executor.errors import DefinitionError, ParameterError
-from executor.expressions import references
+from executor.expressions import check_condition, references
 from executor.service_rules import PARAMETER_VALUE_MAX
 
 SUPPORTED = ("Processing", "Training", "Tuning", "Condition", "Fail", "RegisterModel")
@@ -34,11 +34,12 @@ class Step:
 def load(text: str | dict[str, Any]) -> dict[str, Any]:
     """The definition as a dict; JSON errors are a ``DefinitionError``."""
     if isinstance(text, dict):
-        return text
-    try:
-        definition = json.loads(text)
-    except ValueError as exc:
-        raise DefinitionError(f"The pipeline definition is not valid JSON: {exc}.") from exc
+        definition: Any = text
+    else:
+        try:
+            definition = json.loads(text)
+        except ValueError as exc:
+            raise DefinitionError(f"The pipeline definition is not valid JSON: {exc}.") from exc
     if not isinstance(definition, dict) or not isinstance(definition.get("Steps"), list):
         raise DefinitionError("The pipeline definition has no 'Steps' list.")
     return definition
@@ -63,6 +64,8 @@ def steps(definition: dict[str, Any]) -> dict[str, Step]:
         step.depends_on |= set(raw.get("DependsOn") or [])
         args = raw.get("Arguments", {})
         if kind == "Condition":
+            for cond in args.get("Conditions", []):
+                check_condition(cond)
             step.depends_on |= set(references(args.get("Conditions", [])))
         else:
             step.depends_on |= set(references(args))

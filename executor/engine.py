@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from executor import cache, definition, rules
+from executor import cache, definition, dispatch, rules
 from executor.errors import (
     ExecutorError,
     JobInternalError,
@@ -33,7 +33,6 @@ from executor.expressions import Context, condition, resolve, text
 from executor.jobs import ACCOUNT, Runner, cut
 from executor.record import Record
 from executor.storage import Store
-from executor.tuning import run_tuning
 
 JOB_TYPES = ("Processing", "Training", "Tuning")
 # Retry policy exception types with a local equivalent: a platform-side failure while
@@ -274,7 +273,9 @@ class Execution:
                     "CacheHitResult": {"SourcePipelineExecutionArn": source},
                     "Metadata": {kind: {"Arn": earlier["Properties"].get(arn_key)}},
                 }
-        props = self._with_retries(step, local, lambda: self._run_job(step.type, job_name, request))
+        props = self._with_retries(
+            step, local, lambda: dispatch.run_request(self.runner, step.type, job_name, request)
+        )
         details = props.pop("_local", {})
         local.update({"Log": details.get("log"), "LostFiles": details.get("lost"), **details})
         local.pop("log", None)
@@ -283,28 +284,10 @@ class Execution:
         self.ctx.properties[step.name] = props
         kind, arn_key = METADATA_KEYS[step.type]
         fields = {"Metadata": {kind: {"Arn": props.get(arn_key)}}}
-        status_key = {"Processing": "ProcessingJobStatus", "Training": "TrainingJobStatus"}
-        if step.type in status_key and props[status_key[step.type]] != "Completed":
+        if props[dispatch.STATUS_FIELDS[step.type]] != dispatch.COMPLETED:
             self.record.update(step.name, local, **fields)
             raise StepFailed(props.get("FailureReason", "The job failed."))
         return fields
-
-    def _run_job(self, step_type: str, job_name: str, request: dict[str, Any]) -> dict[str, Any]:
-        if step_type == "Processing":
-            return self.runner.processing(job_name, request)
-        if step_type == "Training":
-            return self.runner.training(job_name, request)
-        tuned = run_tuning(job_name, request, self._tuning_job)
-        tuned["HyperParameterTuningJobArn"] = self.runner.arn(
-            "hyper-parameter-tuning-job", job_name
-        )
-        jobs = {s["TrainingJobName"]: s.pop("_local", {}) for s in tuned["TrainingJobSummaries"]}
-        tuned["_local"] = {"TrainingJobs": jobs}
-        return tuned
-
-    def _tuning_job(self, name: str, request: dict[str, Any], threads: int) -> dict[str, Any]:
-        rules.check("Training", request)
-        return self.runner.training(name, request, threads)
 
     def _with_retries(
         self, step: definition.Step, local: dict[str, Any], attempt: Callable[[], dict[str, Any]]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class ExecutorError(Exception):
     """A problem the user can fix before anything runs (exit status 2)."""
@@ -20,7 +22,14 @@ class RequestRefused(Exception):
 
 
 class StepFailed(Exception):
-    """A step failed; the message is its FailureReason."""
+    """A step failed; the message is its FailureReason.
+
+    ``properties``: the Describe* response of a job that ran and failed, where there is one.
+    """
+
+    def __init__(self, reason: str, properties: dict[str, Any] | None = None) -> None:
+        super().__init__(reason)
+        self.properties = properties
 
 
 class JobInternalError(StepFailed):

@@ -175,6 +175,9 @@ COMPARISONS: dict[str, Callable[[Any, Any], bool]] = {
 }
 
 
+CONDITION_TYPES = (*COMPARISONS, "In", "Not", "Or")
+
+
 def _comparable(left: Any, right: Any) -> tuple[Any, Any]:
     """Numbers compare as numbers (a numeric string counts), anything else as text."""
 
@@ -205,9 +208,34 @@ def condition(cond: dict[str, Any], ctx: Context) -> bool:
         values = [resolve(v, ctx) for v in cond["Values"]]
         return any(_comparable(query, v)[0] == _comparable(query, v)[1] for v in values)
     if kind == "Not":
-        return not condition(cond["Expression"], ctx)
+        return not condition(negated(cond), ctx)
     if kind == "Or":
         return any(condition(c, ctx) for c in cond["Conditions"])
-    if kind == "And":
-        return all(condition(c, ctx) for c in cond["Conditions"])
     raise DefinitionError(f"Condition type {kind!r} is not supported locally.")
+
+
+def negated(cond: dict[str, Any]) -> dict[str, Any]:
+    """The condition a ``Not`` negates: ``Condition`` as the SDK writes it (older SDKs:
+    ``Expression``)."""
+    inner = cond.get("Condition", cond.get("Expression"))
+    if not isinstance(inner, dict):
+        raise DefinitionError(f"A Not condition needs a 'Condition': {json.dumps(cond)[:200]}.")
+    return inner
+
+
+def check_condition(cond: Any) -> None:
+    """A ``DefinitionError`` unless ``cond`` is a condition of the language (before anything runs).
+
+    There is no ``And``: a condition step's list of conditions is their conjunction.
+    """
+    kind = cond.get("Type") if isinstance(cond, dict) else None
+    if kind not in CONDITION_TYPES:
+        hint = " (a step's list of Conditions is their conjunction)" if kind == "And" else ""
+        raise DefinitionError(
+            f"Condition type {kind!r} is not one of {', '.join(CONDITION_TYPES)}{hint}."
+        )
+    if kind == "Not":
+        check_condition(negated(cond))
+    elif kind == "Or":
+        for inner in cond.get("Conditions") or []:
+            check_condition(inner)

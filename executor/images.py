@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -106,15 +105,3 @@ class ContainerEngine:
 
     def stop_command(self, name: str) -> list[str]:
         return [self.tool, "kill", name]
-
-
-def project_images(image_uri: str, project_root: Path, entrypoint: Sequence[str]) -> LocalImages:
-    """The project's image as a local process: its ENTRYPOINT ``entrypoint``.
-
-    The image's ENTRYPOINT (container/Dockerfile) runs the project's entrypoint
-    module; here it runs with this interpreter, the project on ``PYTHONPATH`` and
-    ``OPT_ML_ROOT`` set to the job's own tree by the job runner.
-    """
-    path = os.pathsep.join(p for p in (str(project_root), os.environ.get("PYTHONPATH")) if p)
-    image = LocalImage(entrypoint=tuple(entrypoint), env={"PYTHONPATH": path}, workdir=project_root)
-    return LocalImages({image_uri: image})

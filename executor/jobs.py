@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from executor.errors import JobInternalError, StepStopped
+from executor.errors import ExecutorError, JobInternalError, StepStopped
 from executor.images import OPT_ML, ContainerEngine, LocalImages
 from executor.storage import Store
 from executor.warm import WarmImage
@@ -69,7 +69,7 @@ def isolation_mode(requested: str = "auto") -> str:
         )
         ok = probe.returncode == 0
     if not ok and requested == "tmpfs":
-        raise JobInternalError("--mounts tmpfs needs root and `unshare --mount` on this machine.")
+        raise ExecutorError("tmpfs mounts need root and `unshare --mount` on this machine.")
     return "tmpfs" if ok else "plain"
 
 
@@ -110,6 +110,10 @@ class Runner:
     stop: threading.Event = field(default_factory=threading.Event)
     _running: dict[str, subprocess.Popen] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        # A job runs in a folder of its own: the paths it is given must not be relative.
+        self.jobs_dir = Path(self.jobs_dir).resolve()
 
     def arn(self, kind: str, name: str) -> str:
         return f"arn:aws:sagemaker:{self.region}:{ACCOUNT}:{kind}/{name.lower()}"

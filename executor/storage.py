@@ -52,7 +52,7 @@ class FolderStore:
     """S3 as folders: ``<root>/<bucket>/<key>``."""
 
     def __init__(self, root: Path) -> None:
-        self.root = Path(root)
+        self.root = Path(root).resolve()
 
     def path(self, bucket: str, key: str) -> Path:
         path = (self.root / bucket / key).resolve()

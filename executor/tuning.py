@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from executor.errors import RequestRefused, StepFailed, StepStopped
-from executor.jobs import now
+from executor.jobs import cut, now
 
 OBJECTIVE_KEY = "_tuning_objective_metric"
 STRATEGIES = ("Bayesian", "Random", "Grid")
@@ -125,7 +125,10 @@ def run_tuning(
     """Run a CreateHyperParameterTuningJob request; return DescribeHyperParameterTuningJob-like
     properties. ``train(job_name, training_request, threads)`` runs one training job with
     its share of the cores (each of the parallel jobs has an instance of its own on the
-    service; here they share the machine, and more threads than cores slow all of them)."""
+    service; here they share the machine, and more threads than cores slow all of them).
+
+    When no training job succeeds, ``StepFailed`` carries the failed tuning job's properties.
+    """
     config = request["HyperParameterTuningJobConfig"]
     definition = request["TrainingJobDefinition"]
     strategy = config.get("Strategy", "Bayesian")
@@ -246,7 +249,8 @@ def run_tuning(
     if not ok:
         reasons = "; ".join(f"{s['TrainingJobName']}: {s['FailureReason']}" for s in failed[:3])
         props["HyperParameterTuningJobStatus"] = "Failed"
-        raise StepFailed(f"All {len(summaries)} training jobs failed. {reasons}")
+        props["FailureReason"] = cut(f"All {len(summaries)} training jobs failed. {reasons}")
+        raise StepFailed(props["FailureReason"], properties=props)
     props["HyperParameterTuningJobStatus"] = "Completed"
     props["BestTrainingJob"] = ok[0]
     return props

@@ -3,20 +3,29 @@
 from __future__ import annotations
 
 import copy
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
+import executor
 from executor.engine import Execution, Registry
 from executor.images import LocalImage, LocalImages
 from executor.jobs import Runner
 from executor.storage import FolderStore
 
 TINY = Path(__file__).with_name("tiny_image.py")
+# Where ``executor`` is imported from: subprocesses import the same one.
+EXECUTOR_PATH = str(Path(executor.__file__).parent.parent)
 IMAGE = "tiny-image:latest"
 BUCKET = "tiny-bucket"
 ROLE = "arn:aws:iam::000000000000:role/local"
 EXEC_ID = {"Get": "Execution.PipelineExecutionId"}
+
+
+def python_path(*folders: Path | str) -> str:
+    """``PYTHONPATH`` for a subprocess: ``folders``, then the folder holding ``executor``."""
+    return os.pathsep.join([*map(str, folders), EXECUTOR_PATH])
 
 
 def join(*values: Any, on: str = "/") -> dict[str, Any]:
@@ -106,6 +115,15 @@ def training_definition() -> dict[str, Any]:
         "RoleArn": ROLE,
         "StoppingCondition": {"MaxRuntimeInSeconds": 600},
     }
+
+
+def training_request(name: str, **hyperparameters: str) -> dict[str, Any]:
+    """A CreateTrainingJob request as boto3 sends it: the tiny image trains on the numbers."""
+    request = training_definition()
+    channel = request["InputDataConfig"][0]["DataSource"]["S3DataSource"]
+    channel["S3Uri"] = f"s3://{BUCKET}/input/numbers/"
+    request["OutputDataConfig"]["S3OutputPath"] = f"s3://{BUCKET}/jobs/model"
+    return {"TrainingJobName": name, "HyperParameters": hyperparameters, **request}
 
 
 def definition(tune: bool = False) -> dict[str, Any]:

@@ -1,10 +1,11 @@
-"""The executor stands alone: it imports neither the steps nor the container code, and its
-side of the /opt/ml contract agrees with the container's side."""
+"""The executor stands alone: it imports nothing of the project, only the standard library and
+botocore (boto3 and optuna lazily, where used); its container command lines and S3 endpoint."""
 
 from __future__ import annotations
 
 import ast
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from executor import images, jobs, run
+from executor import images, jobs
 from executor.storage import FolderStore, S3Endpoint
 
 PACKAGE = Path(jobs.__file__).parent
@@ -30,13 +31,43 @@ def imported_modules(path: Path) -> set[str]:
     return out
 
 
+PROJECT = ("steps", "container", "conf", "pipelines", "infra", "hydra_plugins")
+# Beside the standard library, what the executor may import; the optional ones only lazily.
+LIBRARIES = ("botocore",)
+OPTIONAL = ("boto3", "optuna")
+
+
+def module_level_imports(path: Path) -> set[str]:
+    """Top-level names imported when the module loads (not inside a function)."""
+    tree = ast.parse(path.read_text())
+    out = set()
+    for node in tree.body:
+        # ``if TYPE_CHECKING:`` and ``if __package__:`` blocks run when the module loads, too.
+        body = node.body if isinstance(node, ast.If) else [node]
+        for item in body:
+            if isinstance(item, ast.Import):
+                out |= {alias.name.split(".")[0] for alias in item.names}
+            elif isinstance(item, ast.ImportFrom) and item.module and not item.level:
+                out.add(item.module.split(".")[0])
+    return out
+
+
 def test_no_module_imports_steps_or_container() -> None:
     modules = sorted(PACKAGE.glob("*.py"))
     assert len(modules) >= 10
     for path in modules:
         names = imported_modules(path)
-        bad = {n for n in names if n.split(".")[0] in ("steps", "container")}
+        bad = {n for n in names if n.split(".")[0] in PROJECT}
         assert not bad, f"{path.name} imports {bad}"
+
+
+def test_only_the_standard_library_and_botocore_load_with_the_executor() -> None:
+    allowed = set(sys.stdlib_module_names) | {"executor", "__future__", *LIBRARIES}
+    for path in sorted(PACKAGE.glob("*.py")):
+        everywhere = {n.split(".")[0] for n in imported_modules(path)}
+        assert everywhere <= allowed | set(OPTIONAL), f"{path.name}: {everywhere - allowed}"
+        eager = module_level_imports(path)
+        assert eager <= allowed, f"{path.name} imports {eager - allowed} when it loads"
 
 
 def test_running_a_definition_loads_no_project_code(tmp_path: Path) -> None:
@@ -48,38 +79,13 @@ import support
 from pathlib import Path
 e = support.execution(Path({str(tmp_path)!r}))
 assert e.run() == "Succeeded", e.record.data
-loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("steps", "container", "conf"))
+loaded = sorted(m for m in sys.modules if m.split(".")[0] in {PROJECT!r})
 print(json.dumps(loaded))
 """
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    env = {**os.environ, "PYTHONPATH": str(Path(jobs.__file__).parent.parent)}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
-
-
-def test_both_sides_agree_on_the_opt_ml_layout(tmp_path: Path) -> None:
-    from conf.contract import ENTRYPOINT, MODEL_ARCHIVE, OptMl
-
-    layout = OptMl(tmp_path)
-    assert layout.hyperparameters == tmp_path / jobs.HYPERPARAMETERS
-    assert layout.channel("train") == tmp_path / jobs.CHANNELS / "train"
-    assert layout.model == tmp_path / jobs.MODEL
-    assert layout.failure == tmp_path / jobs.FAILURE
-    assert layout.message == tmp_path / jobs.MESSAGE
-    assert MODEL_ARCHIVE == jobs.MODEL_ARCHIVE
-    assert layout.processing_input("config") == tmp_path / "processing/input/config"
-    # The entrypoint reads the root from OPT_ML_ROOT, which the local image sets.
-    image = images.project_images("img:1", run.ROOT, run.image_entrypoint()).get("img:1")
-    assert image.entrypoint == tuple(ENTRYPOINT)
-
-
-def test_the_job_side_reads_what_the_executor_writes(tmp_path: Path) -> None:
-    from container import hyperparameters
-
-    path = tmp_path / jobs.HYPERPARAMETERS
-    path.parent.mkdir(parents=True)
-    path.write_text(json.dumps({"overrides": "model=glm_poisson", "_tuning_objective_metric": "m"}))
-    text, keyed = hyperparameters.split(hyperparameters.read(path))
-    assert text == "model=glm_poisson" and keyed == {}
 
 
 def test_container_engine_command_lines(tmp_path: Path) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from executor import definition
@@ -83,6 +85,7 @@ def test_json_get_reads_the_property_file() -> None:
         ({"Type": "LessThanOrEqualTo", "LeftValue": "10", "RightValue": "9"}, False),
         ({"Type": "In", "QueryValue": {"Get": "Parameters.Name"}, "Values": ["x", "abc"]}, True),
         ({"Type": "Not", "Expression": {"Type": "Equals", "LeftValue": 1, "RightValue": 1}}, False),
+        ({"Type": "Not", "Condition": {"Type": "Equals", "LeftValue": 1, "RightValue": 2}}, True),
         (
             {
                 "Type": "Or",
@@ -154,3 +157,40 @@ def test_graph_dependencies_branches_and_unsupported_types() -> None:
     spec["Steps"].append({"Name": "T", "Type": "Transform", "Arguments": {}})
     with pytest.raises(DefinitionError, match="'Transform', which is not supported locally"):
         definition.steps(spec)
+
+
+def test_conditions_outside_the_language_are_refused_before_anything_runs() -> None:
+    """There is no And (a step's list of conditions is their conjunction); a Not needs one."""
+    equals = {"Type": "Equals", "LeftValue": 1, "RightValue": 1}
+
+    def gate(*conditions: dict) -> dict:
+        step = {"Name": "Gate", "Type": "Condition", "Arguments": {"Conditions": list(conditions)}}
+        return {"Steps": [step]}
+
+    assert set(definition.steps(gate(equals, {"Type": "Not", "Condition": equals}))) == {"Gate"}
+    with pytest.raises(DefinitionError, match=r"'And' is not one of .* their conjunction"):
+        definition.steps(gate({"Type": "And", "Conditions": [equals, equals]}))
+    with pytest.raises(DefinitionError, match="'Nand' is not one of"):
+        definition.steps(gate({"Type": "Or", "Conditions": [{"Type": "Nand"}]}))
+    with pytest.raises(DefinitionError, match="A Not condition needs a 'Condition'"):
+        definition.steps(gate({"Type": "Not"}))
+
+
+@pytest.mark.parametrize(
+    ("text", "days", "seconds"),
+    [("P30D", 30, 0), ("p30d", 30, 0), ("30d", 30, 0), ("T16m", 0, 960), ("P4DT12H", 4, 43200)],
+)
+def test_cache_expire_after_reads_the_forms_the_sdk_documents(
+    text: str, days: int, seconds: int
+) -> None:
+    from executor.cache import expire_after
+
+    assert expire_after(text) == timedelta(days=days, seconds=seconds)
+
+
+@pytest.mark.parametrize("text", ["", "P", "PT", "30 days", "P1.5D"])
+def test_cache_expire_after_refuses_other_text(text: str) -> None:
+    from executor.cache import expire_after
+
+    with pytest.raises(DefinitionError, match="not an ISO 8601 duration"):
+        expire_after(text)

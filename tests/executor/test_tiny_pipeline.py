@@ -289,6 +289,7 @@ def test_sigterm_stops_the_command_and_its_jobs(tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        env={**os.environ, "PYTHONPATH": support.python_path()},
     )
     deadline = time.monotonic() + 60
     logs: list[Path] = []
@@ -321,3 +322,28 @@ def test_command_refuses_an_unsupported_step_before_anything_runs(
     err = capsys.readouterr().err
     assert code == 2 and "Step 'Batch' has type 'Transform', which is not supported locally" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_command_runs_with_relative_outputs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """Jobs run in their own folders: every path the command was given is made absolute first."""
+    from executor import run
+
+    monkeypatch.chdir(tmp_path)
+    Path("definition.json").write_text(json.dumps(support.definition()))
+    numbers = Path("out/s3", support.BUCKET, "input/numbers/numbers.txt")
+    numbers.parent.mkdir(parents=True)
+    numbers.write_text("1 2 3\n")
+    image = f"{support.IMAGE}=python {support.TINY}"
+    args = ["--definition", "definition.json", "--outputs", "out", "--image", image]
+    code = run.main([*args, "--mounts", "plain"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    (record,) = Path("out").glob("*/execution.json")
+    data = json.loads(record.read_text())
+    assert data["PipelineExecutionStatus"] == "Succeeded"
+    fit = data["Local"]["Steps"]["Fit"]
+    assert Path(fit["Log"]).is_absolute()
+    artifact = fit["Properties"]["ModelArtifacts"]["S3ModelArtifacts"]
+    assert Path("out/s3", artifact.removeprefix("s3://")).is_file()

@@ -25,7 +25,7 @@ MODULE = "tiny_image"  # tests/executor/tiny_image.py, importable with HERE on t
 
 def start(folder: Path, preload: list[str]) -> WarmImage:
     folder.mkdir()
-    env = {**os.environ, "PYTHONPATH": str(HERE)}
+    env = {**os.environ, "PYTHONPATH": support.python_path(HERE)}
     return WarmImage(sys.executable, MODULE, preload, HERE, env, folder)
 
 
@@ -39,7 +39,8 @@ def warm(tmp_path: Path) -> Iterator[WarmImage]:
 def warm_execution(tmp: Path, warm: WarmImage, spec: dict | None = None, **kw) -> Execution:
     """The tiny pipeline with its image as ``python -m MODULE``, run by ``warm``."""
     e = support.execution(tmp, spec, **kw)
-    command = LocalImage(("python", "-m", MODULE), {"PYTHONPATH": str(HERE)}, workdir=HERE)
+    path = support.python_path(HERE)
+    command = LocalImage(("python", "-m", MODULE), {"PYTHONPATH": path}, workdir=HERE)
     e.runner.images = LocalImages({support.IMAGE: command}, interpreter=sys.executable)
     e.runner.warm = warm
     return e

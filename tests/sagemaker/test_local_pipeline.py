@@ -1,5 +1,5 @@
 """``make local-pipeline`` end to end: the project's own definition, built as upsert builds it,
-executed here on small synthetic data."""
+executed here by the executor on small synthetic data."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 
-from executor import run
+from pipelines.sagemaker import local_pipeline
 from steps.sources.simulate import generate
 
 pytestmark = pytest.mark.slow
 SMALL = ["data.n_rows=3000"]
 SMALL_MODEL = ["model.max_iter=30", "model.max_leaf_nodes=8", "model.min_samples_leaf=100"]
-BUCKET = run.PLACEHOLDERS["bucket"]
+BUCKET = local_pipeline.PLACEHOLDERS["bucket"]
 
 
 def data_uri(outputs: Path, name: str, bad: bool = False) -> str:
@@ -32,7 +32,7 @@ def data_uri(outputs: Path, name: str, bad: bool = False) -> str:
 def execute(
     outputs: Path, capsys: pytest.CaptureFixture, *args: str
 ) -> tuple[int, dict[str, Any], str]:
-    code = run.main(["--outputs", str(outputs), *args])
+    code = local_pipeline.main(["--outputs", str(outputs), *args])
     out = capsys.readouterr()
     records = sorted(outputs.glob("*/execution.json"), key=lambda p: p.stat().st_mtime)
     record = json.loads(records[-1].read_text()) if records else {}
@@ -90,7 +90,7 @@ def test_train_variant_end_to_end_then_cached(
     assert not list((outputs / again_id).glob("registry/*"))
 
     # Housekeeping: remove all but the newest execution; what it reused stays.
-    assert run.main(["clean", "--keep", "1", "--outputs", str(outputs)]) == 0
+    assert local_pipeline.main(["clean", "--keep", "1", "--outputs", str(outputs)]) == 0
     assert [p.parent.name for p in outputs.glob("*/execution.json")] == [again_id]
     split = steps["Prepare"]["Properties"]["ProcessingOutputConfig"]["Outputs"][0]
     assert store_path(outputs, split["S3Output"]["S3Uri"]).is_dir()

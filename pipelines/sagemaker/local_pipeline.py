@@ -1,0 +1,230 @@
+"""``make local-pipeline``: build the pipeline definition as upsert does and run it on this machine.
+
+    python -m pipelines.sagemaker.local_pipeline [--param Name=Value ...] [--allow-any-input]
+        [--container docker|podman|finch [--container-flag=FLAG ...]] [--s3 folder|aws]
+        [--outputs DIR] [--mounts auto|tmpfs|plain] [--cold] [OVERRIDES...]
+    python -m pipelines.sagemaker.local_pipeline clean [--keep N] [--outputs DIR]
+
+The definition is built by the same code as ``make upsert-pipeline`` (same
+overrides, config channel and JSON), with local placeholders for unset account
+values (role, bucket, image); the ``--param`` values pass the same pre-flight as
+``make start-pipeline``. The executor runs it, given the config channel to put
+in its store and how the project's image runs here: its ENTRYPOINT with this
+interpreter and the project on ``PYTHONPATH`` (or the image itself with
+``--container``). Outputs go to ``outputs/pipelines/s3/<bucket>/<key>``, the
+execution record to ``outputs/pipelines/<execution id>/execution.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from conf.contract import ENTRYPOINT, METRICS_FILE
+from conf.errors import UserError, report
+from executor import (
+    OUTPUTS,
+    ContainerEngine,
+    ExecutorError,
+    LocalImage,
+    LocalImages,
+    Options,
+    WarmImage,
+    clean,
+    run_definition,
+    warm_image,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+PLACEHOLDERS = {
+    "role_arn": "arn:aws:iam::000000000000:role/local-pipeline",
+    "bucket": "claim-frequency-local",
+}
+LOCAL_REGION = "us-east-1"
+# What the image's command loads before its work: the libraries of every job command.
+WARM_MODULES = (
+    "conf.channel",
+    "steps.prepare",
+    "steps.train",
+    "steps.evaluate",
+    "steps.plots",
+    "sklearn.ensemble",
+    "sklearn.linear_model",
+)
+# Files among the outputs worth listing at the end.
+HIGHLIGHT = (".png", METRICS_FILE)
+
+
+class Built(NamedTuple):
+    """The definition as upsert builds it, and what running it here needs."""
+
+    definition: dict[str, Any]
+    channel_uri: str
+    name: str
+    image: str
+    region: str
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    """Flags wherever they are; everything else is a Hydra override."""
+    parser = argparse.ArgumentParser(
+        prog="python -m pipelines.sagemaker.local_pipeline", description=__doc__
+    )
+    parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
+    parser.add_argument("--container", choices=("docker", "podman", "finch"), default=None)
+    parser.add_argument(
+        "--container-flag",
+        action="append",
+        default=[],
+        metavar="FLAG",
+        help="extra flag for `<engine> run` (repeatable; write --container-flag=--runtime)",
+    )
+    parser.add_argument(
+        "--allow-any-input",
+        action="store_true",
+        help="accept an InputDataUri outside the project's prefix (as make start-pipeline)",
+    )
+    parser.add_argument("--s3", choices=("folder", "aws"), default="folder")
+    parser.add_argument("--outputs", type=Path, default=OUTPUTS, help=f"default: {OUTPUTS}")
+    parser.add_argument("--mounts", choices=("auto", "tmpfs", "plain"), default="auto")
+    parser.add_argument(
+        "--cold",
+        action="store_true",
+        help="start every job as a fresh process (default: forked from a warm image process)",
+    )
+    args, overrides = parser.parse_known_args(argv)
+    flags = [o for o in overrides if o.startswith("-")]
+    if flags:
+        parser.error(f"unrecognized arguments: {' '.join(flags)}")
+    args.overrides = overrides
+    return args
+
+
+def parse_params(items: Sequence[str]) -> dict[str, str]:
+    """``Name=Value`` items as a dict."""
+    from pipelines.sagemaker import aws
+
+    return aws.parse_params(items)
+
+
+def placeholder_overrides(cfg: Any) -> list[str]:
+    """Local placeholders for the account values that are unset."""
+    sm = cfg.sagemaker
+    out = [f"sagemaker.{k}={v}" for k, v in PLACEHOLDERS.items() if not sm[k]]
+    if not sm.image_uri:
+        out.append(f"sagemaker.image_uri={sm.ecr_repository}:local")
+    return out
+
+
+def build(overrides: Sequence[str], channel: Path) -> Built:
+    """The definition, built as upsert builds it, with its config channel written to ``channel``."""
+    from pipelines.sagemaker import aws, cli
+
+    cfg = cli.compose_checked(overrides)
+    overrides = [*overrides, *placeholder_overrides(cfg)]
+    cfg = cli.compose_checked(overrides)
+    aws.check_config(cfg)
+    aws.check_tunable(cfg)
+    region = str(cfg.sagemaker.region or os.environ.get("AWS_REGION") or LOCAL_REGION)
+    text, uri = cli.build_definition(cfg, overrides, channel, region)
+    return Built(
+        json.loads(text), uri, str(cfg.pipeline.name), str(cfg.sagemaker.image_uri), region
+    )
+
+
+def project_images(image_uri: str) -> LocalImages:
+    """The project's image as a local process: its ENTRYPOINT with the project importable.
+
+    The job runner sets ``OPT_ML_ROOT`` to the job's own tree, which the entrypoint reads.
+    """
+    image = LocalImage(
+        entrypoint=tuple(ENTRYPOINT), env={"PYTHONPATH": _python_path()}, workdir=ROOT
+    )
+    return LocalImages({image_uri: image})
+
+
+def image_module() -> str | None:
+    """The module the image's ENTRYPOINT runs (``python -m MODULE``), for a warm process."""
+    if ENTRYPOINT[:2] in (("python", "-m"), ("python3", "-m")):
+        return ENTRYPOINT[2]
+    return None
+
+
+def _python_path() -> str:
+    return os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+
+
+def execute(args: argparse.Namespace) -> int:
+    from pipelines.sagemaker.preflight import check_start
+    from steps.runtime import startup
+
+    params = parse_params(args.param)
+    engine = ContainerEngine(args.container, tuple(args.container_flag)) if args.container else None
+    with ExitStack() as stack:
+        warm: WarmImage | None = None
+        if engine is None and not args.cold:
+            # Loads the jobs' libraries while the definition builds.
+            env = {**os.environ, "PYTHONPATH": _python_path()}
+            warm = stack.enter_context(
+                warm_image(WARM_MODULES, cwd=ROOT, env=env, module=image_module())
+            )
+        channel = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="channel-")))
+        print("Building the pipeline definition (as make upsert-pipeline does)...", flush=True)
+        startup.pause()  # the SDK loads without the collector's passes
+        try:
+            built = build(args.overrides, channel)
+            values = check_start(
+                built.definition, params, channel, allow_any_input=args.allow_any_input
+            )
+        finally:
+            startup.resume()
+        options = Options(
+            outputs=args.outputs,
+            store=args.s3,
+            engine=engine,
+            mounts=args.mounts,
+            region=built.region,
+            uploads={built.channel_uri: channel},
+            warm=warm,
+            progress=sys.stdout,
+        )
+        result = run_definition(
+            built.definition, values, project_images(built.image), options, name=built.name
+        )
+    print(f"\nExecution {result.status}: {result.record_path}")
+    lines = result.output_lines(HIGHLIGHT)
+    if lines:
+        print("Outputs:\n" + "\n".join(lines))
+    return 0 if result.status == "Succeeded" else 1
+
+
+def clean_command(argv: Sequence[str]) -> int:
+    """Remove old local executions and what they stored, keeping the newest ``--keep``."""
+    parser = argparse.ArgumentParser(prog="python -m pipelines.sagemaker.local_pipeline clean")
+    parser.add_argument("--keep", type=int, default=0, help="keep the newest N executions")
+    parser.add_argument("--outputs", type=Path, default=OUTPUTS, help=f"default: {OUTPUTS}")
+    args = parser.parse_args(argv)
+    removed, kept = clean(args.outputs, args.keep)
+    print(f"Removed {removed} local execution(s) and their stored outputs; kept {kept}.")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if argv[:1] == ["clean"]:
+            return clean_command(argv[1:])
+        return execute(parse_args(argv))
+    except (UserError, ExecutorError) as err:
+        return report(err)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
