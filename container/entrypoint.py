@@ -96,8 +96,10 @@ def check_start_time(channel: Path, overrides: Sequence[str]) -> None:
     upserted = channel / CONFIG_FILE
     if not overrides or not upserted.is_file():
         return
+    config = OmegaConf.load(upserted)
+    assert isinstance(config, DictConfig)  # a composed config is a mapping
     try:
-        check_start_overrides(OmegaConf.load(upserted), overrides)
+        check_start_overrides(config, overrides)
     except StartOverrideError as exc:
         raise ConfigError(str(exc)) from None
 

@@ -13,7 +13,6 @@ import copy
 import json
 import re
 import secrets
-import threading
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -34,7 +33,6 @@ from executor.jobs import ACCOUNT, Runner, cut
 from executor.record import Record
 from executor.storage import Store
 
-JOB_TYPES = ("Processing", "Training", "Tuning")
 # Retry policy exception types with a local equivalent: a platform-side failure while
 # staging inputs, starting the job or uploading outputs.
 LOCAL_RETRY_TYPES = ("SageMaker.JOB_INTERNAL_ERROR", "Step.SERVICE_FAULT")
@@ -364,11 +362,3 @@ class Execution:
             raise StepFailed(
                 f"Property file {file_name} at {target} cannot be read: {exc}"
             ) from exc
-
-
-def run_in_thread(execution: Execution) -> tuple[threading.Thread, list[str]]:
-    """Run ``execution`` in a thread (the main thread stays free for signals)."""
-    result: list[str] = []
-    thread = threading.Thread(target=lambda: result.append(execution.run()), daemon=True)
-    thread.start()
-    return thread, result

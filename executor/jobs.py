@@ -62,7 +62,7 @@ def isolation_mode(requested: str = "auto") -> str:
     """``tmpfs`` where this process may mount (root, ``unshare``), else ``plain`` folders."""
     if requested == "plain":
         return "plain"
-    ok = os.geteuid() == 0 and shutil.which("unshare") is not None and shutil.which("mount")
+    ok = os.geteuid() == 0 and bool(shutil.which("unshare")) and bool(shutil.which("mount"))
     if ok:
         probe = subprocess.run(
             ["unshare", "--mount", "--propagation", "private", "true"], capture_output=True
@@ -106,7 +106,9 @@ class Runner:
     job_env: dict[str, str] = field(default_factory=dict)
     # The image's command with its libraries loaded (local processes only; see warm.py).
     warm: WarmImage | None = None
-    slots: threading.Semaphore = field(default_factory=lambda: threading.Semaphore(os.cpu_count()))
+    slots: threading.Semaphore = field(
+        default_factory=lambda: threading.Semaphore(os.cpu_count() or 1)
+    )
     stop: threading.Event = field(default_factory=threading.Event)
     _running: dict[str, subprocess.Popen] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)

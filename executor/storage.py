@@ -261,7 +261,7 @@ class S3Endpoint:
     @property
     def url(self) -> str:
         host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def __enter__(self) -> S3Endpoint:
         self.thread.start()

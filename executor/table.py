@@ -20,7 +20,7 @@ def duration(step: dict[str, Any]) -> str:
 
 def rows(record: Record) -> list[tuple[str, ...]]:
     """One row per started step, in start order."""
-    out = []
+    out: list[tuple[str, ...]] = []
     types = record.data["Local"]["Steps"]
     for step in reversed(record.steps()):
         status = step["StepStatus"]

@@ -145,7 +145,7 @@ def _wait(pid: int, conn: socket.socket) -> int:
             watched = []
             signum = signal.SIGKILL
         else:
-            signum = int(data.split()[-1])
+            signum = signal.Signals(int(data.split()[-1]))
         try:
             os.killpg(pid, signum)
         except ProcessLookupError:  # not yet the leader of its own group
@@ -208,7 +208,7 @@ _OPENMP = re.compile(r"/lib(gomp|omp|iomp5)[^/]*\.so")
 def _own_mount_namespace() -> None:
     """This process in a mount namespace of its own, its mounts private (``unshare --mount``)."""
     if hasattr(os, "unshare"):
-        os.unshare(os.CLONE_NEWNS)
+        os.unshare(os.CLONE_NEWNS)  # type: ignore[attr-defined]  # Python 3.12+
     else:  # Python 3.11
         libc = ctypes.CDLL(None, use_errno=True)
         if libc.unshare(CLONE_NEWNS) != 0:

@@ -28,9 +28,9 @@ from conf.contract import (
 )
 from conf.errors import ConfigError, require_complete
 from conf.runtime import StartOverrideError, check_start_overrides
+from executor import ParameterError
+from executor import check_parameters as service_parameters
 from executor import service_rules as rules
-from executor.definition import parameters as service_parameters
-from executor.errors import ParameterError
 
 OVERRIDES_PARAM = OVERRIDES_PARAMETER
 INPUT_DATA_PARAM = INPUT_DATA_PARAMETER
