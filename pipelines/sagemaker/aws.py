@@ -22,7 +22,7 @@ from omegaconf import DictConfig
 
 from conf.channel import digest, write_channel
 from conf.errors import ConfigError
-from pipelines.sagemaker import ecr
+from pipelines.sagemaker import ecr, quotas
 from pipelines.sagemaker.session import session
 
 TERMINAL = {"Succeeded", "Failed", "Stopped"}
@@ -212,6 +212,7 @@ def checked_params(
         values = preflight.check_start(
             definition, params, Path(tmp), allow_any_input=allow_any_input
         )
+    quotas.check_definition(session.client("service-quotas"), definition, values)
     return described, values
 
 

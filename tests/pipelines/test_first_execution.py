@@ -19,7 +19,7 @@ from conf import compose
 from conf.contract import UNSET
 from conf.errors import ConfigError
 from executor import service_rules as rules
-from pipelines.sagemaker import cli, preflight
+from pipelines.sagemaker import cli, preflight, quotas
 
 ROLE = "arn:aws:iam::123456789012:role/claim-frequency-sagemaker"
 BUCKET = "claim-frequency-data"
@@ -333,3 +333,73 @@ def test_only_the_builder_touches_the_sagemaker_sdk() -> None:
             for alias in (node.names if isinstance(node, ast.Import) else [node])
         }
         assert not any(str(m).startswith("sagemaker") for m in modules), (name, modules)
+
+
+# ------------------------------------------------ the account's quotas, before a start
+
+
+def _quotas_client(applied: dict[str, float], defaults: dict[str, float]) -> Any:
+    """A Service Quotas client answering from scripted pages (the local endpoint lacks it)."""
+    import boto3
+    from botocore.stub import Stubber
+
+    client = boto3.client("service-quotas", region_name=REGION)
+    stub = Stubber(client)
+
+    def page(values: dict[str, float]) -> dict[str, Any]:
+        return {
+            "Quotas": [
+                {"ServiceCode": "sagemaker", "QuotaName": n, "QuotaCode": f"L-{i:08d}", "Value": v}
+                for i, (n, v) in enumerate(values.items())
+            ]
+        }
+
+    stub.add_response("list_service_quotas", page(applied), {"ServiceCode": "sagemaker"})
+    stub.add_response(
+        "list_aws_default_service_quotas", page(defaults), {"ServiceCode": "sagemaker"}
+    )
+    stub.activate()
+    return client
+
+
+def test_quota_needs_follow_the_start_values(train: Built, tune: Built) -> None:
+    needs = {
+        (n.step, n.instance_type, n.usage, n.per_job, n.parallel_jobs)
+        for n in quotas.needs(train.definition, {"TrainingInstanceType": "ml.c5.2xlarge"})
+    }
+    assert needs == {
+        ("Prepare", "ml.m5.xlarge", quotas.PROCESSING, 1, 1),
+        ("Train", "ml.c5.2xlarge", quotas.TRAINING, 1, 1),
+        ("Evaluate", "ml.m5.xlarge", quotas.PROCESSING, 1, 1),
+    }
+    (tuning,) = [n for n in quotas.needs(tune.definition, {}) if n.step == "Tune"]
+    assert (tuning.usage, tuning.parallel_jobs) == (quotas.TRAINING, 2)
+
+
+def test_a_quota_of_zero_refuses_the_start_naming_the_quota(train: Built) -> None:
+    name = "ml.m5.xlarge for training job usage"
+    client = _quotas_client({name: 0.0}, {})
+    with pytest.raises(ConfigError, match=f"Step Train needs 1 ml.m5.xlarge.*'{name}' is 0"):
+        quotas.check_definition(client, train.definition, {})
+
+
+def test_parallel_jobs_over_the_quota_queue_with_a_warning(tune: Built, capsys) -> None:
+    applied = {"ml.m5.xlarge for processing job usage": 4.0}
+    defaults = {"ml.m5.xlarge for training job usage": 1.0}  # no applied value: the default
+    quotas.check_definition(_quotas_client(applied, defaults), tune.definition, {})
+    err = capsys.readouterr().err
+    assert "Step Tune runs 2 jobs at a time" in err and "will queue" in err
+
+
+def test_quotas_unreadable_warn_and_go_on(train: Built, capsys) -> None:
+    import boto3
+    from botocore.stub import Stubber
+
+    client = boto3.client("service-quotas", region_name=REGION)
+    stub = Stubber(client)
+    stub.add_client_error("list_service_quotas", "AccessDeniedException", "not allowed")
+    stub.activate()
+    quotas.check_definition(client, train.definition, {})
+    assert "could not read the account's SageMaker quotas (AccessDeniedException)" in (
+        capsys.readouterr().err
+    )
