@@ -37,10 +37,17 @@ def scores(claims: np.ndarray, exposure: np.ndarray, predicted: np.ndarray) -> d
 def lorenz_curve(
     claims: np.ndarray, exposure: np.ndarray, ranking: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Cumulated share of exposure and of claims, policies ordered from safest to riskiest."""
+    """Cumulated share of exposure and of claims, policies ordered from safest to riskiest.
+
+    Policies with the same ranking are one point: the curve runs straight across
+    them, the average over every order of the ties (a constant ranking is the
+    diagonal, Gini 0), so the order rows happen to come in never counts.
+    """
     order = np.argsort(ranking, kind="stable")
-    cum_exposure = np.concatenate([[0.0], np.cumsum(exposure[order])])
-    cum_claims = np.concatenate([[0.0], np.cumsum(claims[order])])
+    ranked = ranking[order]
+    ends = np.flatnonzero(np.append(ranked[1:] != ranked[:-1], True))  # each tie's last row
+    cum_exposure = np.concatenate([[0.0], np.cumsum(exposure[order])[ends]])
+    cum_claims = np.concatenate([[0.0], np.cumsum(claims[order])[ends]])
     return cum_exposure / cum_exposure[-1], cum_claims / max(cum_claims[-1], 1e-300)
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 from omegaconf import DictConfig
@@ -87,7 +90,7 @@ def _describe(cases: pd.DataFrame, name: str, n_rows: int) -> str:
             problems.extend(f"column '{m}' is missing" for m in missing)
             continue
         failures = group["failure_case"]
-        examples = ", ".join(repr(v) for v in failures.dropna().unique()[:3])
+        examples = ", ".join(repr(_plain(v)) for v in failures.dropna().unique()[:3])
         rule = {
             "not_nullable": "no missing values",
             "finite": "finite numbers",
@@ -99,3 +102,8 @@ def _describe(cases: pd.DataFrame, name: str, n_rows: int) -> str:
         detail = f" (e.g. {examples})" if examples else ""
         problems.append(f"column '{column}' must have {rule}: {count} rows break it{detail}")
     return f"Data set '{name}' ({n_rows} rows) failed validation: " + "; ".join(problems) + "."
+
+
+def _plain(value: Any) -> Any:
+    """A NumPy scalar as the Python value it holds (``-3.0``, not ``np.float64(-3.0)``)."""
+    return value.item() if isinstance(value, np.generic) else value

@@ -25,7 +25,7 @@ def test_truth_beats_a_constant_and_d2_is_relative_to_the_mean() -> None:
 
 
 def test_gini_is_zero_for_no_ranking_and_high_for_the_oracle() -> None:
-    assert gini(CLAIMS, EXPOSURE, np.ones(5000)) < 0.05
+    assert gini(CLAIMS, EXPOSURE, np.ones(5000)) == pytest.approx(0.0, abs=1e-12)
     assert gini(CLAIMS, EXPOSURE, TRUE) > 0.2
     assert gini(CLAIMS, EXPOSURE, CLAIMS / EXPOSURE) > gini(CLAIMS, EXPOSURE, TRUE)
     assert gini(CLAIMS, EXPOSURE, -TRUE) < 0
@@ -46,3 +46,17 @@ def test_calibration_bins_cover_the_sample_and_increase() -> None:
     np.testing.assert_allclose(table["exposure"], EXPOSURE.sum() / 10, rtol=0.05)
     assert table["predicted_frequency"].is_monotonic_increasing
     np.testing.assert_allclose(table["true_frequency"], table["predicted_frequency"])
+
+
+def test_ties_are_averaged_so_row_order_never_counts() -> None:
+    """A constant prediction scores 0 in any row order; tied groups rank as one."""
+    claims_first = np.argsort(-CLAIMS, kind="stable")  # the worst order for a stable sort
+    c, e = CLAIMS[claims_first], EXPOSURE[claims_first]
+    assert gini(c, e, np.full(5000, 0.1)) == pytest.approx(0.0, abs=1e-12)
+    coarse = np.round(np.log(TRUE))  # a handful of tied levels
+    shuffled = RNG.permutation(5000)
+    assert gini(CLAIMS, EXPOSURE, coarse) == pytest.approx(
+        gini(CLAIMS[shuffled], EXPOSURE[shuffled], coarse[shuffled]), abs=1e-12
+    )
+    x, _ = lorenz_curve(CLAIMS, EXPOSURE, coarse)
+    assert len(x) == len(np.unique(coarse)) + 1

@@ -45,6 +45,13 @@ def test_negative_counts(frame: pd.DataFrame) -> None:
     assert "column 'ClaimNb' must have count >= 0: 5 rows break it" in breaks(frame)
 
 
+def test_examples_are_plain_values(frame: pd.DataFrame) -> None:
+    frame["Exposure"] = frame["Exposure"].astype(float)
+    frame.loc[2, "Exposure"] = -3.0
+    message = breaks(frame)
+    assert "(e.g. -3.0)" in message and "np." not in message
+
+
 def test_missing_values(frame: pd.DataFrame) -> None:
     frame["DrivAge"] = frame["DrivAge"].astype(float)
     frame.loc[[1, 5], "DrivAge"] = np.nan
