@@ -88,16 +88,20 @@ def build_definition(
 
 
 def cmd_definition(args: argparse.Namespace, cfg: DictConfig) -> None:
+    from steps.runtime.io import check_writable, write_text_atomically
+
     out: Path = args.out
     if out.exists() and not args.force:
         raise UserError(f"{out} exists: pass --force to overwrite it, or choose --out.")
+    if out.is_dir():
+        raise UserError(f"--out {out} is a folder: name a file, e.g. --out {out}/definition.json.")
+    check_writable(out.parent)
     aws.check_config(cfg)
     aws.check_tunable(cfg)
     region_name = region(cfg)
     with aws.temporary_folder() as tmp:
         definition, uri = build_definition(cfg, args.overrides, Path(tmp), region_name)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(aws.definition_text(definition))
+    write_text_atomically(out, aws.definition_text(definition))
     print(f"Definition: {out}\nConfig channel (uploaded at upsert): {uri}")
 
 

@@ -20,6 +20,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
+import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -161,11 +163,41 @@ def _python_path() -> str:
     return os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
 
 
+def check_engine(engine: ContainerEngine, image: str) -> None:
+    """Refuse ``--container`` before anything runs when its engine or the image is not here."""
+    tool = engine.tool
+    if shutil.which(tool) is None:
+        raise UserError(
+            f"--container {tool}: {tool} is not installed (or not on PATH). Install it, or run "
+            "the jobs as local processes (no --container)."
+        )
+
+    def run(*arguments: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [tool, *arguments], capture_output=True, text=True, timeout=120, check=False
+        )
+
+    info = run("info")
+    if info.returncode != 0:
+        reason = (info.stderr.strip().splitlines() or ["no answer"])[-1]
+        raise UserError(
+            f"--container {tool}: the engine does not answer (`{tool} info`: {reason}). "
+            "Start it, or run the jobs as local processes (no --container)."
+        )
+    if run("image", "inspect", image).returncode != 0:
+        raise UserError(
+            f"--container {tool}: the image {image} is not built here. Build it "
+            f"(`make build-image`) and pass its name as sagemaker.image_uri=<image>."
+        )
+
+
 def execute(args: argparse.Namespace) -> int:
     from pipelines.sagemaker.preflight import check_start
     from steps.runtime import startup
+    from steps.runtime.io import check_writable
 
     params = parse_params(args.param)
+    check_writable(args.outputs)
     engine = ContainerEngine(args.container, tuple(args.container_flag)) if args.container else None
     with ExitStack() as stack:
         warm: WarmImage | None = None
@@ -185,6 +217,8 @@ def execute(args: argparse.Namespace) -> int:
             )
         finally:
             startup.resume()
+        if engine is not None:
+            check_engine(engine, built.image)
         options = Options(
             outputs=args.outputs,
             store=args.s3,
@@ -205,10 +239,23 @@ def execute(args: argparse.Namespace) -> int:
     return 0 if result.status == "Succeeded" else 1
 
 
+def _count(text: str) -> int:
+    """A whole number of at least 0 (argparse type)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 0")
+    return value
+
+
 def clean_command(argv: Sequence[str]) -> int:
     """Remove old local executions and what they stored, keeping the newest ``--keep``."""
     parser = argparse.ArgumentParser(prog="python -m pipelines.sagemaker.local_pipeline clean")
-    parser.add_argument("--keep", type=int, default=0, help="keep the newest N executions")
+    parser.add_argument(
+        "--keep", type=_count, default=0, help="keep the newest N executions (N >= 0)"
+    )
     parser.add_argument("--outputs", type=Path, default=OUTPUTS, help=f"default: {OUTPUTS}")
     args = parser.parse_args(argv)
     removed, kept = clean(args.outputs, args.keep)

@@ -103,10 +103,51 @@ WRITE_ERRNOS = {
 def unwritable(target: Path, exc: OSError) -> OutputWriteError:
     """A one-paragraph ``OutputWriteError`` for a folder that cannot take the outputs."""
     reason = exc.strerror or " ".join(str(exc).split())
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        hint = "The disk is full: free some space or choose a folder on another disk"
+    else:
+        hint = "Choose a writable folder"
     return OutputWriteError(
-        f"Cannot write the outputs to '{target}': {reason}. Free some space or choose a "
-        "writable folder (for a local run: hydra.run.dir=<folder>)."
+        f"Cannot write the outputs to '{target}': {reason}. {hint} "
+        "(for a local run: hydra.run.dir=<folder>)."
     )
+
+
+def check_writable(folder: Path) -> None:
+    """Create ``folder`` if needed and prove a file can be written in it, before any work.
+
+    A read-only folder, a path that is a file or a full disk is an ``OutputWriteError``
+    naming the folder and the reason.
+    """
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".probe-"):
+            pass
+    except OSError as exc:
+        raise unwritable(folder, exc) from None
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    """Write ``path`` whole or not at all: a temporary file beside it, then a rename.
+
+    A full disk or an unwritable folder leaves no truncated file and raises an
+    ``OutputWriteError`` naming the path.
+    """
+    tmp: Path | None = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(
+            "w", dir=path.parent, prefix=f".{path.name}.", delete=False, encoding="utf-8"
+        ) as handle:
+            tmp = Path(handle.name)
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+        raise unwritable(path, exc) from None
 
 
 def finite_json(value: Any, path: str = "") -> tuple[Any, list[str]]:

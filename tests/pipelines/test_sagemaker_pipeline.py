@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -484,3 +489,56 @@ def test_start_and_schedule_refuse_a_pipeline_whose_image_or_channel_is_gone(
     assert _executions() == []
     scheduler = boto3.client("scheduler", region_name=REGION)
     assert scheduler.list_schedules()["Schedules"] == []
+
+
+needs_mounts = pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("unshare") is None,
+    reason="needs root and unshare for a small or read-only filesystem",
+)
+
+
+def _definition_on(mount_options: str, tmp_path: Path) -> tuple[subprocess.CompletedProcess, str]:
+    """``definition --out`` into a fresh tmpfs mounted with ``mount_options``; what it left."""
+    folder = tmp_path / "mnt"
+    folder.mkdir()
+    command = shlex.join(
+        [sys.executable, "-m", "pipelines.sagemaker.cli", "definition",
+         "--out", str(folder / "definition.json"), *BASE]
+    )  # fmt: skip
+    script = (
+        f"mount -t tmpfs -o {mount_options} tmpfs {folder} && "
+        f"{{ {command}; echo $? > {tmp_path}/rc; ls -A {folder} > {tmp_path}/left; }}"
+    )
+    result = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert (tmp_path / "rc").read_text().strip() == "2", result.stderr
+    return result, (tmp_path / "left").read_text()
+
+
+@needs_mounts
+def test_definition_on_a_full_disk_names_it_and_leaves_no_truncated_file(tmp_path: Path) -> None:
+    result, left = _definition_on("size=8k", tmp_path)
+    err = result.stderr.strip().splitlines()
+    assert len(err) == 1 and "No space left on device" in err[0] and "disk is full" in err[0]
+    assert left == ""
+
+
+@needs_mounts
+def test_definition_into_a_read_only_folder_is_one_line(tmp_path: Path) -> None:
+    result, left = _definition_on("ro", tmp_path)
+    err = result.stderr.strip().splitlines()
+    assert len(err) == 1 and "Read-only file system" in err[0], result.stderr
+    assert left == ""
+
+
+def test_definition_into_a_path_under_a_file_is_one_line(tmp_path: Path, capsys) -> None:
+    (tmp_path / "a-file").write_text("x")
+    out = tmp_path / "a-file" / "definition.json"
+    assert cli.main(["definition", "--out", str(out), *BASE]) == 2
+    err = capsys.readouterr().err
+    assert "Cannot write the outputs to" in err and "Traceback" not in err

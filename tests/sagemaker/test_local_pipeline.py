@@ -155,3 +155,67 @@ def test_user_errors_exit_2_before_anything_runs(
     assert not any(p.name != "s3" for p in outputs.glob("*"))  # no execution folder
     code, _, out = execute(outputs, capsys, "model.nope=1")
     assert code == 2 and "model.nope" in out
+
+
+def _engine(folder: Path, name: str, info_fails: bool = False) -> Path:
+    """A container CLI stand-in whose `info` fails or answers, and which has no images."""
+    folder.mkdir(exist_ok=True)
+    tool = folder / name
+    info = 'echo "cannot connect to the daemon" >&2; exit 125' if info_fails else "exit 0"
+    tool.write_text(
+        f'#!/bin/sh\ncase "$1" in\n  info) {info} ;;\n'
+        '  image) echo "no such image" >&2; exit 1 ;;\n  *) exit 99 ;;\nesac\n'
+    )
+    tool.chmod(0o755)
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("tool", "info_fails", "named"),
+    [
+        ("finch", None, "finch is not installed"),
+        ("podman", True, "the engine does not answer (`podman info`: cannot connect"),
+        ("docker", False, "the image claim-frequency:local is not built here"),
+    ],
+)
+def test_container_engine_and_image_are_checked_before_anything_runs(
+    tool: str,
+    info_fails: bool | None,
+    named: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    if info_fails is not None:
+        _engine(bin_dir, tool, info_fails)
+    # Only the stand-in engine (and what the shell needs) is on PATH.
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    outputs = tmp_path / "pipelines"
+    code, record, out = execute(outputs, capsys, "--container", tool, *SMALL)
+    assert code == 2 and named in out and "Traceback" not in out, out
+    assert record == {}  # no execution started
+
+
+@pytest.mark.parametrize("keep", ["-1", "x"])
+def test_clean_refuses_a_negative_or_unreadable_keep(
+    keep: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    outputs = tmp_path / "pipelines"
+    (outputs / "a1").mkdir(parents=True)
+    (outputs / "a1" / "execution.json").write_text("{}")
+    with pytest.raises(SystemExit) as exit_:
+        local_pipeline.main(["clean", "--keep", keep, "--outputs", str(outputs)])
+    assert exit_.value.code == 2
+    assert "at least 0" in capsys.readouterr().err
+    assert (outputs / "a1" / "execution.json").exists()
+
+
+def test_outputs_under_a_file_are_refused_before_anything_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    (tmp_path / "a-file").write_text("x")
+    code = local_pipeline.main(["--outputs", str(tmp_path / "a-file" / "pipelines"), *SMALL])
+    out = capsys.readouterr()
+    assert code == 2 and "Cannot write the outputs to" in out.err and "Traceback" not in out.err
