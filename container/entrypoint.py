@@ -72,14 +72,24 @@ class UsageError(UserError):
 
 
 def compose_job(channel: Path, runtime: Sequence[str]) -> DictConfig:
-    """The job's config from the config channel (if present) and runtime overrides."""
-    folder = channel if channel.exists() else None
-    if folder is not None and not (folder / OVERRIDES_FILE).is_file():
+    """The job's config from its config channel and the runtime overrides.
+
+    A job without the channel fails, naming it: training silently on the config
+    packaged in the image would ignore everything the pipeline was built with.
+    """
+    if not channel.is_dir():
+        raise ConfigError(
+            f"The job has no config channel '{CONFIG_CHANNEL}' (expected at '{channel}'): "
+            "its pipeline, or the tool that runs the image, passes the composed config there "
+            "(conf.channel.write_channel)."
+        )
+    folder = channel
+    if not (folder / OVERRIDES_FILE).is_file():
         raise ConfigError(
             f"The config channel at '{channel}' has no {OVERRIDES_FILE}: it must hold the "
             "folder written by conf.channel.write_channel (conf/, overrides.yaml, config.yaml)."
         )
-    where = f"the config channel at '{channel}'" if folder else "the packaged config"
+    where = f"the config channel at '{channel}'"
     try:
         cfg = compose_from_channel(folder, list(runtime))
         OmegaConf.resolve(cfg)

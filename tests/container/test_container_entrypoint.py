@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from conf.channel import write_channel
-from conf.contract import METRIC_REGEX, MODEL_FILE, SPLITS
+from conf.contract import METRIC_REGEX, MODEL_FILE, SPLITS, OptMl
 from container import entrypoint
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -61,9 +61,19 @@ class Job:
         return sorted(p for f in folders if f.is_dir() for p in f.rglob("*") if p.is_file())
 
 
-def run_job(root: Path, *args: str) -> Job:
-    """``python -m container.entrypoint ARGS`` with ``OPT_ML_ROOT=root``."""
+def run_job(root: Path, *args: str, channel: bool = True) -> Job:
+    """``python -m container.entrypoint ARGS`` with ``OPT_ML_ROOT=root``.
+
+    Unless the tree has one (or ``channel`` is false), the job gets a config
+    channel of the packaged config, as every tool that runs the image provides.
+    """
     root.mkdir(parents=True, exist_ok=True)
+    job = args[0] if args else ""
+    folder = OptMl(root).channel("config") if job == "train" else None
+    if job in ("prepare", "evaluate"):
+        folder = OptMl(root).processing_input("config")
+    if channel and folder is not None and not folder.exists():
+        write_channel(folder, [])
     env = {**os.environ, "OPT_ML_ROOT": str(root)}
     result = subprocess.run(
         [sys.executable, "-m", "container.entrypoint", *args],
@@ -349,3 +359,17 @@ def test_prepare_job_reads_the_input_data_uri_from_s3(aws: str, tmp_path: Path) 
     cfg = load_yaml(out / "train" / "config.yaml")
     assert cfg["data"]["source"] == "file"
     assert cfg["data"]["path"] == "s3://claims/in/policies.csv"
+
+
+@pytest.mark.parametrize("job", ["prepare", "train"])
+def test_a_job_without_its_config_channel_fails_naming_it(
+    tmp_path: Path, prepare_job: Job, job: str
+) -> None:
+    """Never the config packaged in the image: the pipeline's config would be ignored."""
+    root = tmp_path / "opt-ml"
+    if job == "train":
+        for name in ("train", "validation"):
+            copy_tree(prepare_job.root / "processing" / "output" / name, root / "input/data" / name)
+    result = run_job(root, job, channel=False)
+    assert_user_failure(result, "no config channel 'config'")
+    assert not result.output_files()

@@ -125,7 +125,7 @@ exit $code
 def test_prepare_publishes_when_each_output_folder_is_its_own_filesystem(tmp_path: Path) -> None:
     """As in SageMaker's local mode: a rename from one declared folder to another fails."""
     root, published = tmp_path / "opt-ml", tmp_path / "published"
-    root.mkdir()
+    write_channel(OptMl(root).processing_input("config"), [])
     env = {
         **os.environ,
         "OPT_ML_ROOT": str(root),
@@ -198,6 +198,7 @@ def test_job_failure_reason_never_holds_a_credential(
     secret = "wJalrXUtnFEMI-K7MDENG-bPxRfiCYEXAMPLEKEY"
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
     paths = OptMl(tmp_path / "opt-ml")
+    write_channel(paths.processing_input("config"), [])
     monkeypatch.setenv("OPT_ML_ROOT", str(paths.root))
     code = entrypoint.main(["prepare", f"--overrides=data=file data.path=/nowhere/{secret}.csv"])
     assert code == 2
