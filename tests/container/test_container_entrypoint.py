@@ -328,6 +328,7 @@ def test_corrupt_model_file_exits_2_with_reason(
     root = tmp_path / "opt-ml"
     inputs = root / "processing" / "input"
     shutil.copytree(prepare_job.root / "processing" / "output" / "test", inputs / "test")
+    write_channel(inputs / "config", [])
     garbage = tmp_path / MODEL_FILE
     garbage.write_bytes(b"\x80\x04garbage")
     (inputs / "model").mkdir(parents=True)
