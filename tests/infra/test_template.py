@@ -14,8 +14,9 @@ import pytest
 
 from conf import compose
 from conf.schema import PipelineConfig, SageMakerConfig, ScheduleConfig
-from infra import TEMPLATE_PATH, image
+from infra import TEMPLATE_PATH
 from infra.cli import OUTPUT_KEYS
+from infra.image.registry import REGISTERED_PREFIX
 
 BIN = Path(sys.executable).parent
 # Actions IAM only grants on Resource "*": each such statement must say why.
@@ -207,7 +208,7 @@ def test_key_rotates_and_repository_scans_encrypts_expires(template: dict[str, A
     assert tagged["selection"]["tagPatternList"] == ["*"]
     assert tagged["selection"]["countNumber"] == 20
     # Evaluated first, so no later rule can expire an image a model package uses.
-    assert keep["selection"]["tagPrefixList"] == [image.REGISTERED_PREFIX]
+    assert keep["selection"]["tagPrefixList"] == [REGISTERED_PREFIX]
     assert keep["selection"]["countNumber"] >= 10000
     assert repo["ImageTagMutability"] == "IMMUTABLE"
     assert resources["ModelPackageGroup"]["Type"] == "AWS::SageMaker::ModelPackageGroup"
