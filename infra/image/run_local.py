@@ -49,11 +49,16 @@ def chain(job: str) -> tuple[str, ...]:
     return JOBS[: JOBS.index(job) + 1]
 
 
+def start_value(overrides: Sequence[str]) -> str:
+    """The overrides as one start-time value, as the ``HydraOverrides`` parameter holds them."""
+    return shlex.join(overrides) or UNSET
+
+
 def job_arguments(job: str, overrides: Sequence[str]) -> list[str]:
     """The container's arguments: ``train`` alone, or a processing job's command and flag."""
     if job == TRAIN:
         return [TRAIN]
-    return [job, f"{OVERRIDES_FLAG}={shlex.join(overrides) or UNSET}"]
+    return [job, f"{OVERRIDES_FLAG}={start_value(overrides)}"]
 
 
 def lay_out(tree: Path, job: str, overrides: Sequence[str], upstream: Mapping[str, Path]) -> None:
@@ -72,7 +77,7 @@ def lay_out(tree: Path, job: str, overrides: Sequence[str], upstream: Mapping[st
         for name in SPLITS_READ[TRAIN]:
             handover(prepared.processing_output(name), local.channel(name))
         local.hyperparameters.parent.mkdir(parents=True)
-        params = {OVERRIDES_KEY: shlex.join(overrides) or UNSET}
+        params = {OVERRIDES_KEY: start_value(overrides)}
         local.hyperparameters.write_text(json.dumps(params) + "\n")
         local.model.mkdir()
         return
