@@ -10,7 +10,6 @@ from __future__ import annotations
 import ast
 import itertools
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -36,22 +35,9 @@ PODMAN = engine.Engine("podman", "podman", "runc", ("nofile=20000:20000", "nproc
 
 
 @pytest.fixture
-def fake_tool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """CONTAINER_TOOL set to a recording stand-in; returns its log."""
-    log = tmp_path / "tool.log"
-    monkeypatch.setenv("CONTAINER_TOOL", str(write_tool(tmp_path / "fake-docker", log)))
-    return log
-
-
-@pytest.fixture
-def record(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The record file inside a copy of the config tree that composition reads."""
-    target = tmp_path / "conf"
-    shutil.copytree(
-        conf.CONF_DIR, target, ignore=shutil.ignore_patterns("stack.yaml", "__pycache__")
-    )
-    monkeypatch.setattr(conf, "CONF_DIR", target)
-    return target / "sagemaker" / "stack.yaml"
+def record(conf_copy: Path) -> Path:
+    """The record file inside the copy of the config tree that composition reads."""
+    return conf_copy / "sagemaker" / "stack.yaml"
 
 
 @pytest.fixture
