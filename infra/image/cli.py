@@ -9,7 +9,7 @@ from pathlib import Path
 from conf import merge_overrides
 from conf.contract import JOBS, TRAIN
 from conf.errors import UserError, report
-from infra import image
+from infra import image as package
 from infra.image import base, build, run_local
 from infra.image.config import sagemaker_config
 from infra.image.engine import DEFAULT_PLATFORM, detect_engine
@@ -21,7 +21,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """The action and its flags; the rest are Hydra overrides (and run-local's job)."""
     parser = argparse.ArgumentParser(
         prog="python -m infra.image",
-        description=(image.__doc__ or "").split("\n", 1)[0],
+        description=(package.__doc__ or "").split("\n", 1)[0],
     )
     sub = parser.add_subparsers(dest="action", required=True)
     p = sub.add_parser("base", help="build the stand-in base image from Debian packages")
