@@ -30,8 +30,10 @@ from omegaconf import OmegaConf
 
 from conf.errors import UserError, report
 from infra import TEMPLATE_PATH
+from infra.image.record import default_record_path, read_record, write_record
 from infra.template import load_template, parameter_defaults
 from pipelines.sagemaker import session as aws_session
+from pipelines.sagemaker.ecr import tag_exists
 
 DEFAULT_STACK_NAME = "claim-frequency-infra"
 CAPABILITIES = ["CAPABILITY_NAMED_IAM"]
@@ -241,8 +243,6 @@ def pushed_image_uri(ecr: Any, repository_uri: str, recorded: str | None) -> str
     An image URI is written into the config only after ``make push-image``
     pushed it, and kept only while its tag is still in the repository.
     """
-    from infra.image import tag_exists
-
     name, _, tag = (recorded or "").partition(":")
     if name != repository_uri or not tag:
         return None
@@ -261,9 +261,9 @@ def validate_values(values: Mapping[str, Mapping[str, str]]) -> None:
         raise InfraError(f"Stack outputs do not fit the config schema: {exc}") from None
 
 
-def render_config(values: Mapping[str, Mapping[str, str]], stack_name: str, region: str) -> str:
-    """The text of ``conf/sagemaker/stack.yaml``."""
-    header = (
+def config_header(stack_name: str, region: str) -> str:
+    """The comment that heads ``conf/sagemaker/stack.yaml`` when ``config`` writes it."""
+    return (
         "# @package _global_\n"
         f"# Written by `make infra-config` from the CloudFormation stack {stack_name} in\n"
         f"# {region}, and by `make push-image` (sagemaker.image_uri: the image it pushed).\n"
@@ -275,15 +275,6 @@ def render_config(values: Mapping[str, Mapping[str, str]], stack_name: str, regi
         "# still win. The package is _global_ so that one file also carries\n"
         "# schedule.role_arn and pipeline.name; the schema still rejects unknown keys.\n"
     )
-    body = OmegaConf.to_yaml(OmegaConf.create({k: dict(v) for k, v in values.items()}))
-    return header + body
-
-
-def default_config_path() -> Path:
-    """``conf/sagemaker/stack.yaml`` of this project."""
-    from conf import CONF_DIR
-
-    return Path(CONF_DIR) / "sagemaker" / "stack.yaml"
 
 
 def write_config(
@@ -301,11 +292,7 @@ def write_config(
     if image_uri:
         values["sagemaker"]["image_uri"] = image_uri
     validate_values(values)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(render_config(values, stack_name, region))
-    tmp.replace(path)
+    write_record(path, values, config_header(stack_name, region))
     return values
 
 
@@ -346,9 +333,7 @@ def cmd_config(args: argparse.Namespace) -> int:
     session = make_session(args.region, args.profile)
     cfn = session.client("cloudformation")
     outputs = stack_outputs(cfn, args.stack_name)
-    path = Path(args.output) if args.output else default_config_path()
-    from infra.image import read_record
-
+    path = Path(args.output) if args.output else default_record_path()
     recorded = read_record(path).get("sagemaker", {}).get("image_uri")
     repository_uri = outputs.get("EcrRepositoryUri", "")
     image_uri = pushed_image_uri(session.client("ecr"), repository_uri, recorded)

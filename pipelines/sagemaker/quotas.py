@@ -22,7 +22,7 @@ from executor import service_rules
 
 SERVICE_CODE = "sagemaker"
 TRAINING, PROCESSING = "training job", "processing job"
-SPOT_TRAINING, WARM_POOL = "spot training job", "training warm pool"
+SPOT_TRAINING = "spot training job"
 
 
 @dataclass(frozen=True)

@@ -138,7 +138,7 @@ def test_the_ca_bundle_is_a_build_secret_never_a_layer() -> None:
 
 def test_the_host_side_image_tool_is_not_in_the_image_package() -> None:
     assert not (REPO_ROOT / "container" / "image.py").exists()
-    assert (REPO_ROOT / "infra" / "image.py").is_file()
+    assert (REPO_ROOT / "infra" / "image" / "__init__.py").is_file()
 
 
 def test_every_copy_source_is_in_the_build_context() -> None:

@@ -318,3 +318,28 @@ def test_the_image_names_its_source_and_its_base(engine: tool.Engine, image: str
         assert tool.is_standin(tool.image_labels(engine, base))
     else:
         assert base.startswith("python:3.11"), base
+
+
+def test_run_local_runs_each_job_after_those_that_make_its_inputs(
+    engine: tool.Engine, image: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from infra.image.cli import main
+
+    argv = ["run-local", "--image", image, "evaluate", "data.n_rows=6000"]
+    code = main([*argv, "model=glm_poisson"])
+    out = capsys.readouterr().out
+    trees = {
+        line.split(":", 1)[0]: Path(line.rsplit(" ", 1)[1])
+        for line in out.splitlines()
+        if ": the /opt/ml tree is kept at " in line
+    }
+    try:
+        assert code == 0, out[-2000:]
+        assert list(trees) == ["prepare", "train", "evaluate"]
+        evaluation = trees["evaluate"] / "processing" / "output" / "evaluation"
+        metrics = json.loads((evaluation / "metrics.json").read_text())
+        assert metrics["test"]["poisson_deviance"] > 0
+        assert (trees["train"] / "model" / MODEL_FILE).is_file()
+    finally:
+        for tree in trees.values():
+            shutil.rmtree(tree.parent, ignore_errors=True)

@@ -1,4 +1,4 @@
-"""Fixtures for the infra tests: the template as moto can deploy it, a deployed stack."""
+"""Fixtures for the infra tests: the template, a deployed stack, the config tree, an engine."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import pytest
 import conf
 from infra.cli import deploy_stack
 from infra.template import load_template
+from tests.infra.standin_engine import write_tool
 from tests.infra.support import STACK_NAME, strip_for_moto
 
 
@@ -47,3 +48,11 @@ def conf_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     )
     monkeypatch.setattr(conf, "CONF_DIR", target)
     return target
+
+
+@pytest.fixture
+def fake_tool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """CONTAINER_TOOL set to the recording stand-in (``standin_engine``); returns its log."""
+    log = tmp_path / "tool.log"
+    monkeypatch.setenv("CONTAINER_TOOL", str(write_tool(tmp_path / "fake-docker", log)))
+    return log

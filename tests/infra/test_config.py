@@ -11,7 +11,8 @@ import pytest
 from hydra.errors import ConfigCompositionException
 
 import conf
-from infra.cli import InfraError, config_values, default_config_path
+from infra.cli import InfraError, config_values
+from infra.image.record import default_record_path
 from tests.infra.support import REPO_ROOT, STACK_NAME
 
 
@@ -91,7 +92,7 @@ def test_incomplete_outputs_are_rejected() -> None:
 
 
 def test_default_target_is_the_gitignored_stack_file() -> None:
-    path = default_config_path()
+    path = default_record_path()
     assert path.relative_to(REPO_ROOT).as_posix() == "conf/sagemaker/stack.yaml"
     ignored = (REPO_ROOT / ".gitignore").read_text().splitlines()
     assert "conf/sagemaker/stack.yaml" in ignored

@@ -1,28 +1,25 @@
-"""infra.image: engine choice, source tags, command lines, ECR push and record, run-local.
+"""infra.image: engine choice, source tags, config, command lines, ECR push and record.
 
 The engine here is a small stand-in CLI that records what it is asked to do
-(arguments, stdin, working directory); the registry is the local AWS endpoint.
-The real engine runs the image in tests/image.
+(arguments, stdin, working directory, ``tests/infra/standin_engine.py``); the
+registry is the local AWS endpoint. The real engine runs the image in tests/image.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
-import os
-import shutil
-import stat
 import subprocess
-import tarfile
 from pathlib import Path
 
 import boto3
 import pytest
 
 import conf
-from conf.contract import MODEL_FILE, OVERRIDES_KEY, UNSET
-from infra import image
 from infra.cli import pushed_image_uri, write_config
+from infra.image import base, build, cli, engine, tag
+from infra.image.record import read_record, record_image_uri, write_record
+from tests.infra.standin_engine import calls, write_tool
 
 ACCOUNT = "123456789012"  # the local endpoint's default account
 REGISTRY = f"{ACCOUNT}.dkr.ecr.eu-west-1.amazonaws.com"
@@ -33,50 +30,21 @@ MANIFEST = json.dumps(
         "config": {"digest": "sha256:" + "1" * 64},
     }
 )
-PODMAN = image.Engine("podman", "podman", "runc", ("nofile=20000:20000", "nproc=32768:32768"))
-
-
-def write_tool(path: Path, log: Path, labels: str = "{}", info_fails: bool = False) -> Path:
-    """A container CLI stand-in that appends its calls to ``log`` as NUL-separated lines."""
-    info = 'echo "Cannot connect to the daemon" >&2; exit 1' if info_fails else "exit 0"
-    path.write_text(
-        "#!/bin/sh\n"
-        'stdin=""\n'
-        'if [ "$1" = login ]; then stdin=$(cat); fi\n'
-        f'printf "%s\\0" "$PWD" "$stdin" "$@" >> "{log}"\n'
-        f'printf "\\n" >> "{log}"\n'
-        f'if [ "$1" = info ]; then {info}; fi\n'
-        f"if [ \"$1\" = image ]; then echo '{labels}'; fi\n"
-    )
-    path.chmod(path.stat().st_mode | stat.S_IXUSR)
-    return path
+PODMAN = engine.Engine("podman", "podman", "runc", ("nofile=20000:20000", "nproc=32768:32768"))
 
 
 @pytest.fixture
-def fake_tool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """CONTAINER_TOOL set to a recording stand-in; returns its log."""
-    log = tmp_path / "tool.log"
-    monkeypatch.setenv("CONTAINER_TOOL", str(write_tool(tmp_path / "fake-docker", log)))
-    return log
+def record(conf_copy: Path) -> Path:
+    """The record file inside the copy of the config tree that composition reads."""
+    return conf_copy / "sagemaker" / "stack.yaml"
 
 
 @pytest.fixture
-def clean_source(monkeypatch: pytest.MonkeyPatch) -> image.SourceTag:
+def clean_source(monkeypatch: pytest.MonkeyPatch) -> tag.SourceTag:
     """The source tag of a committed tree (the tree under test may have edits)."""
-    tag = image.SourceTag("0123456789ab", False)
-    monkeypatch.setattr(image, "source_tag", lambda: tag)
-    return tag
-
-
-def calls(log: Path, skip_info: bool = True) -> list[dict]:
-    """The stand-in's invocations: working directory, stdin and arguments."""
-    out = []
-    for line in log.read_text().split("\n") if log.exists() else []:
-        if line:
-            cwd, stdin, *args = line.split("\0")[:-1]
-            if not (skip_info and args[:1] == ["info"]):
-                out.append({"cwd": cwd, "stdin": stdin, "args": args})
-    return out
+    clean = tag.SourceTag("0123456789ab", False)
+    monkeypatch.setattr(cli, "source_tag", lambda: clean)
+    return clean
 
 
 # --------------------------------------------------------------------------- engine
@@ -90,12 +58,12 @@ def test_detection_passes_over_a_cli_without_a_daemon(
     write_tool(bin_dir / "docker", tmp_path / "docker.log", info_fails=True)
     write_tool(bin_dir / "podman", tmp_path / "podman.log")
     monkeypatch.setenv("PATH", str(bin_dir))
-    engine = image.detect_engine({})
-    assert engine.name == "podman"
+    found = engine.detect_engine({})
+    assert found.name == "podman"
     assert calls(tmp_path / "docker.log", skip_info=False)[0]["args"] == ["info"]
 
-    with pytest.raises(image.ImageError) as err:
-        image.detect_engine({"CONTAINER_TOOL": "docker"})
+    with pytest.raises(engine.ImageError) as err:
+        engine.detect_engine({"CONTAINER_TOOL": "docker"})
     assert "'docker info' failed (Cannot connect to the daemon)" in str(err.value)
     assert "CONTAINER_TOOL" in str(err.value)
 
@@ -105,7 +73,7 @@ def test_no_engine_at_all_is_a_clear_error(
 ) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.delenv("CONTAINER_TOOL", raising=False)
-    assert image.main(["build"]) == 2
+    assert cli.main(["build"]) == 2
     err = capsys.readouterr().err
     assert "No working container engine" in err
     assert "'podman' is not installed" in err
@@ -117,47 +85,47 @@ def test_podman_gets_runc_only_where_crun_cannot_run(tmp_path: Path) -> None:
     (hybrid / "unified").mkdir(parents=True)
     unified = tmp_path / "v2"
     unified.mkdir()
-    assert image.podman_runtime("crun", hybrid, "/usr/sbin/runc") == "runc"
-    assert image.podman_runtime("crun", unified, "/usr/sbin/runc") is None
-    assert image.podman_runtime("runc", hybrid, "/usr/sbin/runc") is None
-    with pytest.raises(image.ImageError, match="install runc"):
-        image.podman_runtime("crun", hybrid, None)
+    assert engine.podman_runtime("crun", hybrid, "/usr/sbin/runc") == "runc"
+    assert engine.podman_runtime("crun", unified, "/usr/sbin/runc") is None
+    assert engine.podman_runtime("runc", hybrid, "/usr/sbin/runc") is None
+    with pytest.raises(engine.ImageError, match="install runc"):
+        engine.podman_runtime("crun", hybrid, None)
 
 
 def test_podman_ulimits_only_where_its_defaults_cannot_be_set() -> None:
     low = {"nofile": (20000, 20000), "nproc": (96365, 96365)}
-    assert image.podman_ulimits(0, low, 32768) == ("nofile=20000:20000", "nproc=32768:32768")
-    assert image.podman_ulimits(1000, low, 32768) == ()  # rootless podman keeps the caller's
+    assert engine.podman_ulimits(0, low, 32768) == ("nofile=20000:20000", "nproc=32768:32768")
+    assert engine.podman_ulimits(1000, low, 32768) == ()  # rootless podman keeps the caller's
     high = {"nofile": (2**20, 2**20), "nproc": (2**22, 2**22)}
-    assert image.podman_ulimits(0, high, 4194304) == ()
+    assert engine.podman_ulimits(0, high, 4194304) == ()
 
 
 def test_command_lines() -> None:
-    build = image.build_command(
+    cmd = build.build_command(
         PODMAN, "repo:abc", "abc", base="claim-frequency-base:bookworm", ca_bundle=Path("ca.pem")
     )
-    assert build[:3] == ["podman", "--runtime", "runc"]
-    assert build[3:8] == [
+    assert cmd[:3] == ["podman", "--runtime", "runc"]
+    assert cmd[3:8] == [
         "build",
         "--ulimit",
         "nofile=20000:20000",
         "--ulimit",
         "nproc=32768:32768",
     ]
-    assert build[-1] == "."
-    pairs = list(itertools.pairwise(build))
+    assert cmd[-1] == "."
+    pairs = list(itertools.pairwise(cmd))
     assert ("-f", "container/Dockerfile") in pairs
     assert ("--build-arg", "REVISION=abc") in pairs
     assert ("--build-arg", "BASE_IMAGE=claim-frequency-base:bookworm") in pairs
     assert ("--secret", f"id=ca-bundle,src={Path('ca.pem').resolve()}") in pairs
 
-    docker = image.build_command(image.Engine("docker", "docker"), "repo:abc", "abc")
+    docker = build.build_command(engine.Engine("docker", "docker"), "repo:abc", "abc")
     assert docker == [
         "docker", "build", "--platform", "linux/amd64", "-f", "container/Dockerfile",
         "-t", "repo:abc", "--build-arg", "REVISION=abc", ".",
     ]  # fmt: skip
 
-    run = image.run_command(
+    run = engine.run_command(
         PODMAN,
         "repo:abc",
         [(Path("/tmp/a"), "/opt/ml/processing/input/config"), (Path("/tmp/b"), "/opt/ml/output")],
@@ -176,10 +144,10 @@ def test_command_lines() -> None:
 
 
 def test_build_context_is_the_repository_root() -> None:
-    assert (image.REPO_ROOT / image.DOCKERFILE).is_file()
-    assert (image.REPO_ROOT / ".dockerignore").is_file()
-    for source in image.IMAGE_SOURCES:
-        assert (image.REPO_ROOT / source).exists(), source
+    assert (engine.REPO_ROOT / build.DOCKERFILE).is_file()
+    assert (engine.REPO_ROOT / ".dockerignore").is_file()
+    for source in tag.IMAGE_SOURCES:
+        assert (engine.REPO_ROOT / source).exists(), source
 
 
 # ----------------------------------------------------------------------- source tag
@@ -194,59 +162,82 @@ def _git(repo: Path, *args: str) -> None:
     )
 
 
-def test_the_tag_names_the_source_and_only_the_images_sources(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_the_tag_names_the_source_and_only_the_images_sources(tmp_path: Path) -> None:
     for rel in ("steps/a.py", "conf/config.yaml", "README.md", "pyproject.toml"):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_text("x = 1\n")
     _git(tmp_path, "init", "-q")
     _git(tmp_path, "add", ".")
     _git(tmp_path, "commit", "-q", "-m", "first")
-    monkeypatch.setattr(image, "REPO_ROOT", tmp_path)
-    clean = image.source_tag()
+    clean = tag.source_tag(tmp_path)
     assert not clean.dirty and len(clean.tag) == 12
 
     (tmp_path / "README.md").write_text("edited\n")
-    assert image.source_tag() == clean  # not part of the image
+    assert tag.source_tag(tmp_path) == clean  # not part of the image
     _git(tmp_path, "commit", "-q", "-am", "docs")
-    assert image.source_tag() == clean  # committed or not
+    assert tag.source_tag(tmp_path) == clean  # committed or not
 
     (tmp_path / "steps" / "a.py").write_text("x = 2\n")
-    first = image.source_tag()
+    first = tag.source_tag(tmp_path)
     assert first.dirty and first.changed == ("steps/a.py",)
     assert first.tag.startswith(f"{clean.tag}-dirty-")
     (tmp_path / "steps" / "a.py").write_text("x = 3\n")
-    assert image.source_tag().tag != first.tag  # another state, another tag
+    assert tag.source_tag(tmp_path).tag != first.tag  # another state, another tag
 
     (tmp_path / "steps" / "a.py").write_text("x = 1\n")
     (tmp_path / "conf" / "new.yaml").write_text("a: 1\n")
-    untracked = image.source_tag()
+    untracked = tag.source_tag(tmp_path)
     assert untracked.dirty and untracked.changed == ("conf/new.yaml",)
+
+
+# --------------------------------------------------------------------------- config
+
+
+def test_the_name_follows_the_config_the_project_composes(
+    record: Path, clean_source: tag.SourceTag, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["name"]) == 0
+    assert capsys.readouterr().out == "claim-frequency:0123456789ab\n"
+    write_record(record, {"sagemaker": {"ecr_repository": "from-stack"}})
+    assert cli.main(["name"]) == 0
+    assert capsys.readouterr().out == "from-stack:0123456789ab\n"  # the stack record is read
+    assert cli.main(["name", "sagemaker.ecr_repository=given"]) == 0
+    assert capsys.readouterr().out == "given:0123456789ab\n"  # and overrides win
+
+
+def test_a_bad_override_is_one_line_naming_it(
+    clean_source: tag.SourceTag, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["name", "sagemaker.ecr_repositoryy=x"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: Invalid overrides 'sagemaker.ecr_repositoryy=x'")
+    assert "ecr_repositoryy" in err.split(":", 2)[2] and err.count("\n") == 1
+    assert cli.main(["name", "sagemaker.ecr_repository=${oc.env:HOME}"]) == 2
+    assert "may not read the environment" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------------------- build
 
 
 def test_build_runs_the_engine_from_the_repository_root(
-    fake_tool: Path, clean_source: image.SourceTag, capsys: pytest.CaptureFixture[str]
+    fake_tool: Path, clean_source: tag.SourceTag, capsys: pytest.CaptureFixture[str]
 ) -> None:
     argv = ["build", "--base", "claim-frequency-base:bookworm", "sagemaker.ecr_repository=other"]
-    assert image.main(argv) == 0
-    build, inspect = calls(fake_tool)
-    assert Path(build["cwd"]).resolve() == image.REPO_ROOT
-    expected = image.build_command(
-        image.Engine("x", "docker"), "other:0123456789ab", "0123456789ab", base=argv[2]
+    assert cli.main(argv) == 0
+    built, inspect = calls(fake_tool)
+    assert Path(built["cwd"]).resolve() == engine.REPO_ROOT
+    expected = build.build_command(
+        engine.Engine("x", "docker"), "other:0123456789ab", "0123456789ab", base=argv[2]
     )
-    assert build["args"] == expected[1:]
+    assert built["args"] == expected[1:]
     assert inspect["args"][:2] == ["image", "inspect"]
     assert "Built other:0123456789ab" in capsys.readouterr().out
 
 
 def test_a_missing_ca_bundle_is_a_clear_error(
-    fake_tool: Path, clean_source: image.SourceTag, capsys: pytest.CaptureFixture[str]
+    fake_tool: Path, clean_source: tag.SourceTag, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert image.main(["build", "--ca-bundle", "/no/such/ca.pem"]) == 2
+    assert cli.main(["build", "--ca-bundle", "/no/such/ca.pem"]) == 2
     assert "--ca-bundle /no/such/ca.pem: no such file" in capsys.readouterr().err
     assert calls(fake_tool) == []
 
@@ -254,14 +245,14 @@ def test_a_missing_ca_bundle_is_a_clear_error(
 def test_failing_engine_command_is_reported(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-    clean_source: image.SourceTag,
+    clean_source: tag.SourceTag,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     script = tmp_path / "broken-docker"
     script.write_text('#!/bin/sh\nif [ "$1" = info ]; then exit 0; fi\nexit 3\n')
     script.chmod(0o755)
     monkeypatch.setenv("CONTAINER_TOOL", str(script))
-    assert image.main(["build"]) == 2
+    assert cli.main(["build"]) == 2
     err = capsys.readouterr().err
     assert "failed with exit code 3" in err
     assert "--ca-bundle" in err  # the hint for a build behind a TLS proxy
@@ -272,27 +263,16 @@ def test_failing_engine_command_is_reported(
 
 def test_the_stand_in_base_never_takes_the_official_name() -> None:
     for name in ("python:3.11.13-slim-bookworm", "docker.io/library/python:3.11", "python"):
-        with pytest.raises(image.ImageError, match="official Python image"):
-            image.check_base_name(name)
-    image.check_base_name(image.STANDIN_NAME)
-    image.check_base_name("registry.example.com/python:3.11")  # someone else's: not ours to judge
-    cmd = image.import_command(PODMAN, image.STANDIN_NAME)
-    assert f"LABEL {image.STANDIN_LABEL}={image.STANDIN_VALUE}" in cmd
-    assert cmd[-2:] == ["-", image.STANDIN_NAME]
+        with pytest.raises(engine.ImageError, match="official Python image"):
+            base.check_base_name(name)
+    base.check_base_name(base.STANDIN_NAME)
+    base.check_base_name("registry.example.com/python:3.11")  # someone else's: not ours to judge
+    cmd = base.import_command(PODMAN, base.STANDIN_NAME)
+    assert f"LABEL {base.STANDIN_LABEL}={base.STANDIN_VALUE}" in cmd
+    assert cmd[-2:] == ["-", base.STANDIN_NAME]
 
 
 # ----------------------------------------------------------------------------- push
-
-
-@pytest.fixture
-def record(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The record file inside a copy of the config tree that ``conf.compose`` reads."""
-    target = tmp_path / "conf"
-    shutil.copytree(
-        conf.CONF_DIR, target, ignore=shutil.ignore_patterns("stack.yaml", "__pycache__")
-    )
-    monkeypatch.setattr(conf, "CONF_DIR", target)
-    return target / "sagemaker" / "stack.yaml"
 
 
 PUSH = ["push", "sagemaker.region=eu-west-1", "sagemaker.ecr_repository=claims"]
@@ -301,18 +281,18 @@ PUSH = ["push", "sagemaker.region=eu-west-1", "sagemaker.ecr_repository=claims"]
 def test_push_logs_in_tags_pushes_and_records_the_uri_for_upsert(
     aws: str,
     fake_tool: Path,
-    clean_source: image.SourceTag,
+    clean_source: tag.SourceTag,
     record: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     boto3.client("ecr", region_name="eu-west-1").create_repository(repositoryName="claims")
-    assert image.main([*PUSH, "--record", str(record)]) == 0
+    assert cli.main([*PUSH, "--record", str(record)]) == 0
     uri = f"{REGISTRY}/claims:0123456789ab"
-    inspect, login, tag, push = calls(fake_tool)
+    inspect, login, tagged, push = calls(fake_tool)
     assert inspect["args"][-1] == "claims:0123456789ab"
     assert login["args"] == ["login", "--username", "AWS", "--password-stdin", REGISTRY]
     assert login["stdin"] == f"{ACCOUNT}-auth-token"  # the password, never on the command line
-    assert tag["args"] == ["tag", "claims:0123456789ab", uri]
+    assert tagged["args"] == ["tag", "claims:0123456789ab", uri]
     assert push["args"] == ["push", uri]
     out = capsys.readouterr().out
     assert f"Pushed {uri}" in out
@@ -328,15 +308,15 @@ def test_push_refuses_uncommitted_sources_without_the_flag(
     record: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    dirty = image.SourceTag("0123456789ab-dirty-5f3a9c1e", True, ("steps/train.py",))
-    monkeypatch.setattr(image, "source_tag", lambda: dirty)
+    dirty = tag.SourceTag("0123456789ab-dirty-5f3a9c1e", True, ("steps/train.py",))
+    monkeypatch.setattr(cli, "source_tag", lambda: dirty)
     boto3.client("ecr", region_name="eu-west-1").create_repository(repositoryName="claims")
-    assert image.main([*PUSH, "--record", str(record)]) == 2
+    assert cli.main([*PUSH, "--record", str(record)]) == 2
     err = capsys.readouterr().err
     assert "uncommitted changes (steps/train.py)" in err and "--allow-dirty" in err
     assert calls(fake_tool) == [] and not record.exists()
 
-    assert image.main([*PUSH, "--allow-dirty", "--record", str(record)]) == 0
+    assert cli.main([*PUSH, "--allow-dirty", "--record", str(record)]) == 0
     assert calls(fake_tool)[-1]["args"] == ["push", f"{REGISTRY}/claims:{dirty.tag}"]
     assert conf.compose([]).sagemaker.image_uri == f"{REGISTRY}/claims:{dirty.tag}"
 
@@ -345,15 +325,15 @@ def test_push_refuses_an_image_built_on_the_stand_in_base(
     aws: str,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-    clean_source: image.SourceTag,
+    clean_source: tag.SourceTag,
     record: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     log = tmp_path / "tool.log"
-    labels = json.dumps({image.STANDIN_LABEL: image.STANDIN_VALUE})
+    labels = json.dumps({base.STANDIN_LABEL: base.STANDIN_VALUE})
     monkeypatch.setenv("CONTAINER_TOOL", str(write_tool(tmp_path / "d", log, labels)))
     boto3.client("ecr", region_name="eu-west-1").create_repository(repositoryName="claims")
-    assert image.main([*PUSH, "--record", str(record)]) == 2
+    assert cli.main([*PUSH, "--record", str(record)]) == 2
     assert "stand-in base" in capsys.readouterr().err
     assert [c["args"][0] for c in calls(log)] == ["image"]  # inspected, nothing pushed
 
@@ -361,14 +341,14 @@ def test_push_refuses_an_image_built_on_the_stand_in_base(
 def test_a_pushed_tag_is_not_pushed_again_and_registered_images_are_kept(
     aws: str,
     fake_tool: Path,
-    clean_source: image.SourceTag,
+    clean_source: tag.SourceTag,
     record: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     ecr = boto3.client("ecr", region_name="eu-west-1")
     ecr.create_repository(repositoryName="claims")
-    for tag in ("0123456789ab", "old"):
-        ecr.put_image(repositoryName="claims", imageManifest=MANIFEST, imageTag=tag)
+    for name in ("0123456789ab", "old"):
+        ecr.put_image(repositoryName="claims", imageManifest=MANIFEST, imageTag=name)
     sm = boto3.client("sagemaker", region_name="eu-west-1")
     sm.create_model_package_group(ModelPackageGroupName="claim-frequency")
     sm.create_model_package(
@@ -379,7 +359,7 @@ def test_a_pushed_tag_is_not_pushed_again_and_registered_images_are_kept(
             "SupportedResponseMIMETypes": ["text/csv"],
         },
     )
-    assert image.main([*PUSH, "--record", str(record)]) == 0
+    assert cli.main([*PUSH, "--record", str(record)]) == 0
     assert [c["args"][0] for c in calls(fake_tool)] == ["image"]  # inspected, not pushed
     out = capsys.readouterr().out
     assert "already in ECR" in out and "registered-old" in out
@@ -391,11 +371,11 @@ def test_a_pushed_tag_is_not_pushed_again_and_registered_images_are_kept(
 def test_push_to_a_missing_repository_is_a_clear_error(
     aws: str,
     fake_tool: Path,
-    clean_source: image.SourceTag,
+    clean_source: tag.SourceTag,
     record: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    assert image.main(["push", "sagemaker.region=us-east-1", "--record", str(record)]) == 2
+    assert cli.main(["push", "sagemaker.region=us-east-1", "--record", str(record)]) == 2
     err = capsys.readouterr().err
     assert "ECR repository 'claim-frequency' does not exist in us-east-1" in err
     assert not record.exists()
@@ -416,58 +396,7 @@ def test_infra_config_keeps_only_an_image_that_was_pushed(aws: str, tmp_path: Pa
     outputs |= {"PipelineName": "n"}
     path = tmp_path / "stack.yaml"
     assert "image_uri" not in write_config(outputs, path, "stack", "us-east-1")["sagemaker"]
-    image.record_image_uri(path, f"{repo_uri}:0123456789ab")
-    values = image.read_record(path)
+    record_image_uri(path, f"{repo_uri}:0123456789ab")
+    values = read_record(path)
     assert values["sagemaker"]["image_uri"] == f"{repo_uri}:0123456789ab"
     assert values["sagemaker"]["bucket"] == "x"  # the stack's values are kept
-
-
-# ------------------------------------------------------------------------ run-local
-
-
-def test_run_local_mounts_each_folder_and_runs_the_job_offline(
-    fake_tool: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    argv = ["run-local", "--image", "claims:t1", "train", "data.n_rows=2000"]
-    assert image.main(argv) == 0
-    _, run = calls(fake_tool)
-    args = run["args"]
-    assert args[args.index("--network") + 1] == "none"
-    mounts = dict(reversed(args[i + 1].split(":")) for i, a in enumerate(args) if a == "-v")
-    tree = Path(mounts["/opt/ml/model"]).parent
-    try:
-        assert args[-2:] == ["claims:t1", "train"]
-        assert args[args.index("--user") + 1] == f"{os.getuid()}:{os.getgid()}"
-        assert set(mounts) == {
-            "/opt/ml/input/data/train",
-            "/opt/ml/input/data/validation",
-            "/opt/ml/input/data/config",
-            "/opt/ml/input/config",
-            "/opt/ml/model",
-            "/opt/ml/output",
-        }
-        data = tree / "input" / "data"
-        assert (data / "train" / "data.parquet").is_file()
-        assert "n_rows: 2000" in (data / "config" / "config.yaml").read_text()
-        params = json.loads((tree / "input" / "config" / "hyperparameters.json").read_text())
-        assert params == {OVERRIDES_KEY: UNSET}
-        assert f"kept at {tree}" in capsys.readouterr().out
-    finally:
-        shutil.rmtree(tree, ignore_errors=True)
-
-
-def test_run_local_evaluate_tree_holds_a_model_archive(tmp_path: Path) -> None:
-    image.prepare_tree(tmp_path, "evaluate", ["data.n_rows=2000", "model=glm_poisson"])
-    inputs = tmp_path / "processing" / "input"
-    with tarfile.open(inputs / "model" / "model.tar.gz") as tar:
-        assert MODEL_FILE in tar.getnames()
-    assert (inputs / "test" / "data.parquet").is_file()
-    assert (tmp_path / "processing" / "output" / "evaluation").is_dir()
-    assert {path for _, path in image.job_mounts(tmp_path)} == {
-        "/opt/ml/processing/input/config",
-        "/opt/ml/processing/input/model",
-        "/opt/ml/processing/input/test",
-        "/opt/ml/processing/input/validation",
-        "/opt/ml/processing/output/evaluation",
-        "/opt/ml/output",
-    }
