@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -29,6 +30,38 @@ os.environ.update(
 
 # What every entrypoint does before it composes a config.
 register_schemas()
+
+
+# The end-to-end suites: they start processes (runs, jobs, servers), build SageMaker
+# definitions with the SDK or train on real data sizes. `make test-fast` leaves out
+# every test marked slow; `make test` (and CI) runs them all.
+SLOW_SUITES = (
+    "local/",
+    "container/test_container_entrypoint.py",
+    "container/test_container_first_execution.py",
+    "pipelines/",
+    "sagemaker/",
+    "serve/",
+    "steps/test_steps.py",
+    "steps/test_bad_input_steps.py",
+    "infra/test_template.py",
+    "infra/test_config.py",
+    "infra/test_deploy.py",
+    "infra/test_image.py",
+    "executor/test_aws_mode.py",
+    "executor/test_tiny_pipeline.py",
+    "executor/test_tuning.py",
+    "executor/test_warm.py",
+)
+TESTS = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test of the end-to-end suites ``slow``."""
+    for item in items:
+        where = item.path.relative_to(TESTS).as_posix()
+        if where.startswith(SLOW_SUITES):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")
