@@ -181,7 +181,10 @@ def deploy_stack(
 
     An update that changes nothing is reported as up to date, not as an error.
     """
-    template_body = Path(template_path).read_text()
+    try:
+        template_body = Path(template_path).read_text()
+    except OSError as exc:
+        raise InfraError(f"Cannot read the template '{template_path}': {exc.strerror}.") from None
     defaults = parameter_defaults(load_template(template_path))
     status, previous = stack_status(cfn, stack_name)
     if status in ("ROLLBACK_COMPLETE", "REVIEW_IN_PROGRESS"):

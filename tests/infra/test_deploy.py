@@ -200,3 +200,12 @@ def test_cli_deploy_against_the_local_endpoint(aws: str, moto_template: Path) ->
     stack = boto3.client("cloudformation").describe_stacks(StackName="cli-stack")["Stacks"][0]
     assert stack["StackStatus"] == "CREATE_COMPLETE"
     assert {"ParameterKey": "UntaggedImageCount", "ParameterValue": "3"} in stack["Parameters"]
+
+
+def test_cli_deploy_with_a_missing_template_is_one_line(aws: str, tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere.yaml"
+    result = _run_cli("deploy", "--template", str(missing), env=dict(os.environ))
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"error: Cannot read the template '{missing}': No such file or directory."
+    )
