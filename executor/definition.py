@@ -65,7 +65,7 @@ def steps(definition: dict[str, Any]) -> dict[str, Step]:
         args = raw.get("Arguments", {})
         if kind == "Condition":
             for cond in args.get("Conditions", []):
-                check_condition(cond)
+                check_condition(cond, name)
             step.depends_on |= set(references(args.get("Conditions", [])))
         else:
             step.depends_on |= set(references(args))

@@ -84,7 +84,6 @@ def test_json_get_reads_the_property_file() -> None:
         ({"Type": "LessThan", "LeftValue": 1, "RightValue": 0.5}, False),
         ({"Type": "LessThanOrEqualTo", "LeftValue": "10", "RightValue": "9"}, False),
         ({"Type": "In", "QueryValue": {"Get": "Parameters.Name"}, "Values": ["x", "abc"]}, True),
-        ({"Type": "Not", "Expression": {"Type": "Equals", "LeftValue": 1, "RightValue": 1}}, False),
         ({"Type": "Not", "Condition": {"Type": "Equals", "LeftValue": 1, "RightValue": 2}}, True),
         (
             {
@@ -136,14 +135,22 @@ def test_graph_dependencies_branches_and_unsupported_types() -> None:
     spec = {
         "Steps": [
             {"Name": "A", "Type": "Processing", "Arguments": {}},
-            {"Name": "B", "Type": "Training", "Arguments": {"X": {"Get": "Steps.A.Foo"}}},
+            {
+                "Name": "B",
+                "Type": "Training",
+                "Arguments": {"X": {"Get": "Steps.A.ProcessingJobArn"}},
+            },
             {"Name": "C", "Type": "Processing", "Arguments": {}, "DependsOn": ["A"]},
             {
                 "Name": "G",
                 "Type": "Condition",
                 "Arguments": {
                     "Conditions": [
-                        {"Type": "Equals", "LeftValue": {"Get": "Steps.B.X"}, "RightValue": 1}
+                        {
+                            "Type": "Equals",
+                            "LeftValue": {"Get": "Steps.B.TrainingJobStatus"},
+                            "RightValue": "Completed",
+                        }
                     ],
                     "IfSteps": [{"Name": "Ok", "Type": "Fail", "Arguments": {}}],
                     "ElseSteps": [],
@@ -168,11 +175,11 @@ def test_conditions_outside_the_language_are_refused_before_anything_runs() -> N
         return {"Steps": [step]}
 
     assert set(definition.steps(gate(equals, {"Type": "Not", "Condition": equals}))) == {"Gate"}
-    with pytest.raises(DefinitionError, match=r"'And' is not one of .* their conjunction"):
+    with pytest.raises(DefinitionError, match=r"Step 'Gate'.*'And' is not one of .* conjunction"):
         definition.steps(gate({"Type": "And", "Conditions": [equals, equals]}))
     with pytest.raises(DefinitionError, match="'Nand' is not one of"):
         definition.steps(gate({"Type": "Or", "Conditions": [{"Type": "Nand"}]}))
-    with pytest.raises(DefinitionError, match="A Not condition needs a 'Condition'"):
+    with pytest.raises(DefinitionError, match="a Not condition needs a 'Condition'"):
         definition.steps(gate({"Type": "Not"}))
 
 

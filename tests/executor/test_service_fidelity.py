@@ -1,0 +1,107 @@
+"""Where the service is stricter than botocore's model, on definitions the SageMaker SDK built.
+
+The definitions come from ``sdk/`` (``sdk_definitions.py`` builds them with the SDK);
+where the SDK cannot express a shape the service refuses, a test mutates one.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from executor import (
+    DefinitionError,
+    Options,
+    run_definition,
+    service_rules,
+)
+
+from . import support
+
+NUMBERS = f"s3://{support.BUCKET}/input/numbers"
+
+
+@pytest.fixture
+def numbers(tmp_path: Path) -> Path:
+    folder = tmp_path / "numbers"
+    folder.mkdir()
+    (folder / "numbers.txt").write_text("1 2 3\n")
+    return folder
+
+
+def options(tmp_path: Path, numbers: Path, **extra: Any) -> Options:
+    return Options(outputs=tmp_path / "out", mounts="plain", uploads={NUMBERS: numbers}, **extra)
+
+
+def run(
+    tmp_path: Path,
+    numbers: Path,
+    spec: dict[str, Any],
+    params: dict[str, str] | None = None,
+    **extra: Any,
+) -> Any:
+    return run_definition(
+        spec, params or {}, support.tiny_images(), options(tmp_path, numbers, **extra), name="tiny"
+    )
+
+
+def steps(record: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {s["StepName"]: s for s in record["PipelineExecutionSteps"]}
+
+
+def step(spec: dict[str, Any], name: str) -> dict[str, Any]:
+    """A step of ``spec`` by name, those in condition branches included."""
+    return next(s for s in service_rules.job_steps(spec) if s["Name"] == name)
+
+
+# ------------------------------------------------------------------------------ 1. Not
+
+
+def test_not_negates_the_condition_the_sdk_writes(tmp_path: Path, numbers: Path) -> None:
+    spec = support.sdk_definition("gate_not")
+    assert spec["Steps"][0]["Arguments"]["Conditions"][0]["Type"] == "Not"
+    plain = run(tmp_path, numbers, spec)
+    assert plain.status == "Succeeded"
+    assert steps(plain.record)["Gate"]["Metadata"] == {"Condition": {"Outcome": "True"}}
+    salty = run(tmp_path, numbers, spec, {"Flavour": "salty"})
+    assert salty.status == "Failed" and steps(salty.record)["Salty"]["FailureReason"] == "salty"
+
+
+def test_not_with_expression_and_and_are_refused_naming_the_step(
+    tmp_path: Path, numbers: Path
+) -> None:
+    """The service refuses ``Expression`` (sagemaker-python-sdk #2746) and has no ``And``."""
+    spec = support.sdk_definition("gate_not")
+    negated = spec["Steps"][0]["Arguments"]["Conditions"][0]
+    old = copy.deepcopy(spec)
+    old["Steps"][0]["Arguments"]["Conditions"][0] = {
+        "Type": "Not",
+        "Expression": negated["Condition"],
+    }
+    with pytest.raises(DefinitionError, match=r"Step 'Gate'.*refuses 'Expression'"):
+        run(tmp_path, numbers, old)
+    both = copy.deepcopy(spec)
+    both["Steps"][0]["Arguments"]["Conditions"] = [
+        {"Type": "And", "Conditions": [negated, negated]}
+    ]
+    with pytest.raises(DefinitionError, match=r"Step 'Gate': condition type 'And' is not one"):
+        run(tmp_path, numbers, both)
+    assert not (tmp_path / "out").exists()
+
+
+# ----------------------------------------------------------------------- 2. comparisons
+
+
+def test_a_number_against_text_fails_the_step(tmp_path: Path, numbers: Path) -> None:
+    spec = support.sdk_definition("gate_text")
+    result = run(tmp_path, numbers, spec)
+    assert result.status == "Failed"
+    reason = steps(result.record)["Gate"]["FailureReason"]
+    assert "Condition of type [LessThanOrEqualTo] not supported between [0.54]" in reason
+    assert "[abc] of type [str]" in reason
+    # A string that reads as a number compares as one.
+    number = run(tmp_path, numbers, spec, {"Label": "0.6"})
+    assert steps(number.record)["Gate"]["Metadata"] == {"Condition": {"Outcome": "True"}}
