@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,8 +13,9 @@ from executor.expressions import check_condition, references
 from executor.service_rules import PARAMETER_VALUE_MAX
 
 SUPPORTED = ("Processing", "Training", "Tuning", "Condition", "Fail", "RegisterModel")
-# Limits of StartPipelineExecution's PipelineParameters (ParameterValue: 0..1024, but the
-# service refuses an empty value at start).
+# The service model's StepName shape (botocore: max 64, pattern [A-Za-z0-9\-_]*), which
+# CreatePipeline applies to every step of the definition; the SDK does not check it.
+STEP_NAME = re.compile(r"[A-Za-z0-9\-_]{1,64}")
 
 
 @dataclass
@@ -55,6 +57,11 @@ def steps(definition: dict[str, Any]) -> dict[str, Step]:
             raise DefinitionError(f"A step has no Name or Type: {json.dumps(raw)[:200]}.")
         if name in out:
             raise DefinitionError(f"Two steps are named {name!r}: step names must be unique.")
+        if not isinstance(name, str) or not STEP_NAME.fullmatch(name):
+            raise DefinitionError(
+                f"Step name {name!r} is not valid: the service takes 1 to 64 letters, digits, "
+                "'-' and '_' (^[A-Za-z0-9\\-_]{1,64}$)."
+            )
         if kind not in SUPPORTED:
             raise DefinitionError(
                 f"Step {name!r} has type {kind!r}, which is not supported locally (supported: "

@@ -105,3 +105,12 @@ def test_a_number_against_text_fails_the_step(tmp_path: Path, numbers: Path) -> 
     # A string that reads as a number compares as one.
     number = run(tmp_path, numbers, spec, {"Label": "0.6"})
     assert steps(number.record)["Gate"]["Metadata"] == {"Condition": {"Outcome": "True"}}
+
+
+# -------------------------------------------------------------------------- 7. names
+
+
+def test_a_step_name_the_service_refuses(tmp_path: Path, numbers: Path) -> None:
+    with pytest.raises(DefinitionError, match=r"Step name 'Too high!' is not valid"):
+        run(tmp_path, numbers, support.sdk_definition("step_name"))
+    assert not (tmp_path / "out").exists()
