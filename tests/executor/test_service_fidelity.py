@@ -15,6 +15,7 @@ import pytest
 from executor import (
     DefinitionError,
     Options,
+    check_request,
     run_definition,
     service_rules,
 )
@@ -114,3 +115,58 @@ def test_a_step_name_the_service_refuses(tmp_path: Path, numbers: Path) -> None:
     with pytest.raises(DefinitionError, match=r"Step name 'Too high!' is not valid"):
         run(tmp_path, numbers, support.sdk_definition("step_name"))
     assert not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------------ 8. instance storage
+
+
+def resolved(spec: dict[str, Any], name: str, values: dict[str, str]) -> dict[str, Any]:
+    """A step's request resolved with start values, as a pre-flight would resolve it."""
+    defaults = {p["Name"]: p.get("DefaultValue") for p in spec["Parameters"]}
+    return service_rules.resolve(step(spec, name)["Arguments"], {**defaults, **values})
+
+
+@pytest.mark.parametrize("kind", ["ml.m5d.xlarge", "ml.r5d.large", "ml.g4dn.xlarge"])
+def test_a_volume_key_on_instance_storage_is_refused(kind: str) -> None:
+    spec = support.sdk_definition("pipeline")
+    copy_request = resolved(spec, "Copy", {"ProcessingInstanceType": kind})
+    copy_request["ProcessingJobName"] = "copy"
+    fit_request = resolved(spec, "Fit", {"TrainingInstanceType": kind})
+    fit_request["TrainingJobName"] = "fit"
+    for operation, request, field in (
+        ("CreateProcessingJob", copy_request, "ProcessingResources.ClusterConfig"),
+        ("Training", fit_request, "ResourceConfig"),
+    ):
+        expected = f"{field}.InstanceType={kind!r} has local NVMe instance storage"
+        assert any(p.startswith(expected) for p in check_request(operation, request))
+        # The service rules alone, as a start-time pre-flight asks them.
+        (problem,) = service_rules.request_problems(operation, request)
+        assert problem.startswith(expected) and f"refuses {field}.VolumeKmsKeyId" in problem
+    # Without the key, or on a type without instance storage, nothing is refused.
+    del copy_request["ProcessingResources"]["ClusterConfig"]["VolumeKmsKeyId"]
+    assert not service_rules.request_problems("Processing", copy_request)
+    assert not check_request("Training", resolved(spec, "Fit", {}) | {"TrainingJobName": "f"})
+
+
+def test_a_volume_key_on_instance_storage_in_a_tuning_job() -> None:
+    spec = support.sdk_definition("tuning")
+    request = resolved(spec, "Tune", {})
+    request["HyperParameterTuningJobName"] = "tune"
+    resources = request["TrainingJobDefinition"]["ResourceConfig"]
+    resources.update(InstanceType="ml.m5d.xlarge", VolumeKmsKeyId="alias/jobs")
+    problems = check_request("CreateHyperParameterTuningJob", request)
+    assert any(
+        "TrainingJobDefinition.ResourceConfig.InstanceType='ml.m5d.xlarge' has local NVMe" in p
+        for p in problems
+    )
+
+
+def test_a_step_with_a_volume_key_on_instance_storage_fails_before_its_job(
+    tmp_path: Path, numbers: Path
+) -> None:
+    spec = support.sdk_definition("pipeline")
+    result = run(tmp_path, numbers, spec, {"ProcessingInstanceType": "ml.r5d.large"})
+    assert result.status == "Failed"
+    reason = steps(result.record)["Copy"]["FailureReason"]
+    assert "InstanceType='ml.r5d.large' has local NVMe instance storage" in reason
+    assert not list((result.folder / "jobs").glob("*"))
