@@ -185,7 +185,15 @@ def test_conditions_outside_the_language_are_refused_before_anything_runs() -> N
 
 @pytest.mark.parametrize(
     ("text", "days", "seconds"),
-    [("P30D", 30, 0), ("p30d", 30, 0), ("30d", 30, 0), ("T16m", 0, 960), ("P4DT12H", 4, 43200)],
+    [
+        ("P30D", 30, 0),
+        ("p30d", 30, 0),
+        ("30d", 30, 0),
+        ("5y", 5 * 365, 0),
+        ("T16m", 0, 960),
+        ("30dT5h", 30, 5 * 3600),
+        ("P4DT12H", 4, 43200),
+    ],
 )
 def test_cache_expire_after_reads_the_forms_the_sdk_documents(
     text: str, days: int, seconds: int
@@ -195,7 +203,7 @@ def test_cache_expire_after_reads_the_forms_the_sdk_documents(
     assert expire_after(text) == timedelta(days=days, seconds=seconds)
 
 
-@pytest.mark.parametrize("text", ["", "P", "PT", "30 days", "P1.5D"])
+@pytest.mark.parametrize("text", ["", "P", "PT", "30dT", "30 days", "P1.5D"])
 def test_cache_expire_after_refuses_other_text(text: str) -> None:
     from executor.cache import expire_after
 

@@ -15,6 +15,7 @@ import pytest
 from executor import (
     DefinitionError,
     Options,
+    cache,
     check_request,
     run_definition,
     service_rules,
@@ -106,6 +107,51 @@ def test_a_number_against_text_fails_the_step(tmp_path: Path, numbers: Path) -> 
     # A string that reads as a number compares as one.
     number = run(tmp_path, numbers, spec, {"Label": "0.6"})
     assert steps(number.record)["Gate"]["Metadata"] == {"Condition": {"Outcome": "True"}}
+
+
+# -------------------------------------------------------------------------- 5. caching
+
+
+def test_a_second_tuning_execution_hits_the_cache(tmp_path: Path, numbers: Path) -> None:
+    """The key counts the documented children of TrainingJobDefinition only: its
+    OutputDataConfig holds the execution id and would never match."""
+    spec = support.sdk_definition("tuning")
+    first = run(tmp_path, numbers, spec)
+    assert first.status == "Succeeded", first.record.get("FailureReason")
+    second = run(tmp_path, numbers, spec)
+    hit = steps(second.record)["Tune"].get("CacheHitResult")
+    assert hit == {"SourcePipelineExecutionArn": first.record["PipelineExecutionArn"]}
+
+    undocumented = copy.deepcopy(spec)
+    definition = step(undocumented, "Tune")["Arguments"]["TrainingJobDefinition"]
+    definition["StoppingCondition"]["MaxRuntimeInSeconds"] = 900
+    definition["ResourceConfig"]["VolumeSizeInGB"] = 2
+    third = run(tmp_path, numbers, undocumented)
+    assert steps(third.record)["Tune"].get("CacheHitResult") is not None
+
+    # StaticHyperParameters is documented: another value runs the tuning job again.
+    fourth = run(tmp_path, numbers, spec, {"Flavour": "salty"})
+    assert steps(fourth.record)["Tune"]["StepStatus"] == "Succeeded"
+    assert steps(fourth.record)["Tune"].get("CacheHitResult") is None
+
+
+def test_the_tuning_key_counts_the_documented_fields() -> None:
+    request = {
+        "HyperParameterTuningJobConfig": {"Strategy": "Random"},
+        "TrainingJobDefinition": {
+            "AlgorithmSpecification": {"TrainingImage": "i"},
+            "OutputDataConfig": {"S3OutputPath": "s3://b/runs/abc/model"},
+            "StaticHyperParameters": {"a": "1"},
+        },
+    }
+    other = copy.deepcopy(request)
+    other["TrainingJobDefinition"]["OutputDataConfig"]["S3OutputPath"] = "s3://b/runs/def/model"
+    assert cache.key("p", "T", "Tuning", request) == cache.key("p", "T", "Tuning", other)
+    other["TrainingJobDefinition"]["StaticHyperParameters"]["a"] = "2"
+    assert cache.key("p", "T", "Tuning", request) != cache.key("p", "T", "Tuning", other)
+    other["TrainingJobDefinition"]["StaticHyperParameters"]["a"] = "1"
+    other["HyperParameterTuningJobConfig"]["Strategy"] = "Bayesian"
+    assert cache.key("p", "T", "Tuning", request) != cache.key("p", "T", "Tuning", other)
 
 
 # -------------------------------------------------------------------------- 7. names
