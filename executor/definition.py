@@ -8,8 +8,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from executor import properties
 from executor.errors import DefinitionError, ParameterError
-from executor.expressions import check_condition, references
+from executor.expressions import check_condition, parse_path, references
 from executor.service_rules import PARAMETER_VALUE_MAX
 
 SUPPORTED = ("Processing", "Training", "Tuning", "Condition", "Fail", "RegisterModel")
@@ -94,7 +95,19 @@ def steps(definition: dict[str, Any]) -> dict[str, Step]:
                 f"Step {step.name!r} depends on unknown step(s) {', '.join(sorted(unknown))}."
             )
     _check_acyclic(out)
+    for step in out.values():
+        _check_property_reads(step, out)
     return out
+
+
+def _check_property_reads(step: Step, graph: dict[str, Step]) -> None:
+    """Each ``Get`` of a step property names a field of that step's Describe* response."""
+    for path in properties.step_reads(step.arguments):
+        tokens = parse_path(path)
+        if len(tokens) >= 2 and str(tokens[1]) in graph:
+            target = graph[str(tokens[1])]
+            shown = f"{{'Get': {path!r}}}"
+            properties.check_path(target.name, target.type, tokens[2:], shown, step.name)
 
 
 def _check_acyclic(graph: dict[str, Step]) -> None:

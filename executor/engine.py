@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from executor import cache, definition, dispatch, rules
+from executor import cache, definition, dispatch, properties, rules
 from executor.errors import (
     ExecutorError,
     JobInternalError,
@@ -29,7 +29,7 @@ from executor.errors import (
     StepStopped,
 )
 from executor.expressions import Context, condition, resolve, text
-from executor.jobs import ACCOUNT, Runner, cut
+from executor.jobs import ACCOUNT, Runner, cut, now
 from executor.record import Record
 from executor.storage import Store
 
@@ -61,16 +61,42 @@ class Registry:
     folder: Path
     client: Any = None  # a boto3 SageMaker client in aws mode
 
-    def register(self, request: dict[str, Any], region: str) -> str:
+    def register(self, request: dict[str, Any], region: str) -> dict[str, Any]:
+        """Register a model package; the step's properties (DescribeModelPackage's fields)."""
         if self.client is not None:
-            return self.client.create_model_package(**request)["ModelPackageArn"]
+            arn = self.client.create_model_package(**request)["ModelPackageArn"]
+            described = self.client.describe_model_package(ModelPackageName=arn)
+            return properties.describe("RegisterModel", _plain(described))
         group = request.get("ModelPackageGroupName", "default")
         self.folder.mkdir(parents=True, exist_ok=True)
         version = len(list(self.folder.glob(f"{group}-*.json"))) + 1
         arn = f"arn:aws:sagemaker:{region}:{ACCOUNT}:model-package/{group.lower()}/{version}"
         payload = {"ModelPackageArn": arn, "CreateModelPackage": request}
         (self.folder / f"{group}-{version}.json").write_text(json.dumps(payload, indent=2))
-        return arn
+        created = now()
+        described = {
+            **request,
+            "ModelPackageName": group,
+            "ModelPackageGroupName": group,
+            "ModelPackageVersion": version,
+            "ModelPackageArn": arn,
+            "CreationTime": created,
+            "LastModifiedTime": created,
+            "ModelPackageStatus": "Completed",
+            "ModelPackageStatusDetails": {"ValidationStatuses": [], "ImageScanStatuses": []},
+        }
+        return properties.describe("RegisterModel", described)
+
+
+def _plain(value: Any) -> Any:
+    """A boto3 response as JSON values (datetimes as ISO 8601 text)."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
 
 
 class Execution:
@@ -244,9 +270,10 @@ class Execution:
         local["Request"] = request
         if step.type == "RegisterModel":
             rules.check("RegisterModel", request)
-            arn = self.registry.register(request, self.runner.region)
-            self.ctx.properties[step.name] = {**request, "ModelPackageArn": arn}
-            return {"Metadata": {"RegisterModel": {"Arn": arn}}}
+            described = self.registry.register(request, self.runner.region)
+            local["Properties"] = described
+            self.ctx.properties[step.name] = described
+            return {"Metadata": {"RegisterModel": {"Arn": described["ModelPackageArn"]}}}
         job_name = self._job_name(step)
         request[rules.JOB_NAME_FIELDS[step.type]] = job_name
         rules.check(step.type, request)

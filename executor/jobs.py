@@ -134,6 +134,7 @@ class Runner:
             for o in request.get("ProcessingOutputConfig", {}).get("Outputs", [])
             if "S3Output" in o
         ]
+        created = now()
         configs = {
             PROCESSING_CONFIG: {**request, "ProcessingJobName": name},
             PROCESSING_RESOURCES: {"current_host": "algo-1", "hosts": ["algo-1"]},
@@ -157,6 +158,8 @@ class Runner:
             "ProcessingJobStatus": result.status,
             "ProcessingStartTime": result.start,
             "ProcessingEndTime": result.end,
+            "CreationTime": created,
+            "LastModifiedTime": now(),
         }
         if result.failure_reason:
             props["FailureReason"] = props["ExitMessage"] = result.failure_reason
@@ -183,6 +186,7 @@ class Runner:
             )
             for c in request.get("InputDataConfig", [])
         ]
+        created = now()
         output_path = request["OutputDataConfig"]["S3OutputPath"].rstrip("/")
         job_root = f"{output_path}/{name}/output"
         folders.append(Folder(f"{OPT_ML}/{MODEL}", f"{job_root}/{MODEL_ARCHIVE}", False))
@@ -223,6 +227,8 @@ class Runner:
             output_root=job_root,
             platform_env={THREADS_VARIABLE: str(threads)} if threads else {},
         )
+        ran = datetime.fromisoformat(result.end) - datetime.fromisoformat(result.start)
+        seconds = max(1, round(ran.total_seconds()))
         props = {
             **request,
             "HyperParameters": hyper,
@@ -232,6 +238,10 @@ class Runner:
             "SecondaryStatus": result.status,
             "TrainingStartTime": result.start,
             "TrainingEndTime": result.end,
+            "CreationTime": created,
+            "LastModifiedTime": now(),
+            "TrainingTimeInSeconds": seconds,
+            "BillableTimeInSeconds": seconds,
             "FinalMetricDataList": result.metrics,
             "ModelArtifacts": {"S3ModelArtifacts": f"{job_root}/{MODEL_ARCHIVE}"},
         }

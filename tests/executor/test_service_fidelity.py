@@ -18,6 +18,7 @@ from executor import (
     cache,
     check_request,
     run_definition,
+    run_job,
     service_rules,
 )
 
@@ -107,6 +108,55 @@ def test_a_number_against_text_fails_the_step(tmp_path: Path, numbers: Path) -> 
     # A string that reads as a number compares as one.
     number = run(tmp_path, numbers, spec, {"Label": "0.6"})
     assert steps(number.record)["Gate"]["Metadata"] == {"Condition": {"Outcome": "True"}}
+
+
+# ------------------------------------------------------------------------ 3. properties
+
+
+def test_get_reads_the_describe_responses(tmp_path: Path, numbers: Path) -> None:
+    result = run(tmp_path, numbers, support.sdk_definition("pipeline"))
+    assert result.status == "Succeeded", result.record.get("FailureReason")
+    local = result.record["Local"]["Steps"]
+    env = local["Report"]["Request"]["Environment"]
+    assert env["MODEL_VERSION"] == "1" and env["MODEL_STATUS"] == "Completed"
+    assert env["TRAINING_CREATED"] == local["Fit"]["Properties"]["CreationTime"]
+    assert int(env["TRAINING_SECONDS"]) >= 1 and int(env["BILLABLE_SECONDS"]) >= 1
+    # The properties are the Describe* responses' fields: no request-only field.
+    assert "Tags" not in local["Fit"]["Properties"]
+    assert local["Register"]["Properties"]["ModelPackageVersion"] == 1
+
+
+@pytest.mark.parametrize(
+    ("path", "field"),
+    [("Steps.Fit.Tags", "Tags"), ("Steps.Register.ClientToken", "ClientToken")],
+)
+def test_get_of_a_request_only_field_is_refused(
+    tmp_path: Path, numbers: Path, path: str, field: str
+) -> None:
+    spec = support.sdk_definition("pipeline")
+    step(spec, "Report")["Arguments"]["Environment"]["MODEL_STATUS"] = {"Get": path}
+    with pytest.raises(
+        DefinitionError, match=rf"Step 'Report' reads .*'{field}' is not a property"
+    ):
+        run(tmp_path, numbers, spec)
+    assert not (tmp_path / "out").exists()
+
+
+def test_get_of_a_nested_field_follows_the_shape(tmp_path: Path, numbers: Path) -> None:
+    spec = support.sdk_definition("pipeline")
+    env = step(spec, "Report")["Arguments"]["Environment"]
+    env["MODEL_STATUS"] = {"Get": "Steps.Fit.ModelArtifacts.S3ModelArtifact"}
+    with pytest.raises(DefinitionError, match=r"'S3ModelArtifact' is not a field of ModelArtif"):
+        run(tmp_path, numbers, spec)
+
+
+def test_run_job_describes_with_the_response_fields(tmp_path: Path, numbers: Path) -> None:
+    request = support.training_request("tiny-train-tags", x="4")
+    request["Tags"] = [{"Key": "team", "Value": "pricing"}]
+    job = run_job("CreateTrainingJob", request, support.tiny_images(), options(tmp_path, numbers))
+    assert job.status == "Completed"
+    assert "Tags" not in job.describe
+    assert job.describe["TrainingTimeInSeconds"] >= 1 and job.describe["CreationTime"]
 
 
 # -------------------------------------------------------------------------- 5. caching
