@@ -15,6 +15,7 @@ import pytest
 from executor import (
     DefinitionError,
     Options,
+    RequestRefused,
     cache,
     check_request,
     run_definition,
@@ -157,6 +158,32 @@ def test_run_job_describes_with_the_response_fields(tmp_path: Path, numbers: Pat
     assert job.status == "Completed"
     assert "Tags" not in job.describe
     assert job.describe["TrainingTimeInSeconds"] >= 1 and job.describe["CreationTime"]
+
+
+# ---------------------------------------------------------------------- 4. empty inputs
+
+
+def test_an_empty_processing_input_fails_the_job_before_it_starts(
+    tmp_path: Path, numbers: Path
+) -> None:
+    empty = f"s3://{support.BUCKET}/input/empty/"
+    result = run(tmp_path, numbers, support.sdk_definition("pipeline"), {"InputDataUri": empty})
+    assert result.status == "Failed"
+    copy_step = steps(result.record)["Copy"]
+    assert copy_step["FailureReason"].startswith(
+        f'ClientError: No S3 objects found under S3 URL "{empty}" given in input data source.'
+    )
+    assert result.record["Local"]["Steps"]["Copy"]["Log"] is None  # no job ran
+    assert set(steps(result.record)) == {"Copy"}
+
+
+def test_an_empty_training_channel_is_refused(tmp_path: Path, numbers: Path) -> None:
+    request = support.training_request("tiny-train-empty")
+    channel = request["InputDataConfig"][0]["DataSource"]["S3DataSource"]
+    channel["S3Uri"] = f"s3://{support.BUCKET}/input/nothing/"
+    with pytest.raises(RequestRefused, match="No S3 objects found under S3 URL"):
+        run_job("CreateTrainingJob", request, support.tiny_images(), options(tmp_path, numbers))
+    assert not (tmp_path / "out" / "jobs" / "tiny-train-empty").exists()
 
 
 # -------------------------------------------------------------------------- 5. caching
