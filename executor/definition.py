@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from executor import properties
+from executor import properties, retry
 from executor.errors import DefinitionError, ParameterError
 from executor.expressions import check_condition, parse_path, references
 from executor.service_rules import PARAMETER_VALUE_MAX
@@ -28,6 +28,7 @@ class Step:
     raw: dict[str, Any]
     depends_on: set[str] = field(default_factory=set)
     branch: tuple[str, str] | None = None
+    retry_policies: list[retry.Policy] = field(default_factory=list)
 
     @property
     def arguments(self) -> dict[str, Any]:
@@ -69,6 +70,7 @@ def steps(definition: dict[str, Any]) -> dict[str, Step]:
                 f"{', '.join(SUPPORTED)}). Run this pipeline on SageMaker instead."
             )
         step = Step(name, kind, raw, branch=branch)
+        step.retry_policies = retry.policies(name, kind, raw.get("RetryPolicies"))
         step.depends_on |= set(raw.get("DependsOn") or [])
         args = raw.get("Arguments", {})
         if kind == "Condition":

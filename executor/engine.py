@@ -13,6 +13,7 @@ import copy
 import json
 import re
 import secrets
+import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -20,22 +21,32 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from executor import cache, definition, dispatch, properties, rules
+from executor import cache, definition, dispatch, properties, retry, rules
 from executor.errors import (
     ExecutorError,
     JobInternalError,
     RequestRefused,
+    ServiceFault,
     StepFailed,
     StepStopped,
+    Throttled,
 )
 from executor.expressions import Context, condition, resolve, text
 from executor.jobs import ACCOUNT, Runner, cut, now
 from executor.record import Record
 from executor.storage import Store
 
-# Retry policy exception types with a local equivalent: a platform-side failure while
-# staging inputs, starting the job or uploading outputs.
-LOCAL_RETRY_TYPES = ("SageMaker.JOB_INTERNAL_ERROR", "Step.SERVICE_FAULT")
+# Error codes of a throttled AWS call (botocore's retry handlers use the same ones).
+THROTTLING_CODES = (
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestThrottledException",
+    "TooManyRequestsException",
+    "ProvisionedThroughputExceededException",
+    "RequestLimitExceeded",
+    "SlowDown",
+)
 METADATA_KEYS = {
     "Processing": ("ProcessingJob", "ProcessingJobArn"),
     "Training": ("TrainingJob", "TrainingJobArn"),
@@ -64,9 +75,7 @@ class Registry:
     def register(self, request: dict[str, Any], region: str) -> dict[str, Any]:
         """Register a model package; the step's properties (DescribeModelPackage's fields)."""
         if self.client is not None:
-            arn = self.client.create_model_package(**request)["ModelPackageArn"]
-            described = self.client.describe_model_package(ModelPackageName=arn)
-            return properties.describe("RegisterModel", _plain(described))
+            return properties.describe("RegisterModel", _plain(self._call(request)))
         group = request.get("ModelPackageGroupName", "default")
         self.folder.mkdir(parents=True, exist_ok=True)
         version = len(list(self.folder.glob(f"{group}-*.json"))) + 1
@@ -86,6 +95,25 @@ class Registry:
             "ModelPackageStatusDetails": {"ValidationStatuses": [], "ImageScanStatuses": []},
         }
         return properties.describe("RegisterModel", described)
+
+    def _call(self, request: dict[str, Any]) -> dict[str, Any]:
+        """CreateModelPackage, then DescribeModelPackage; throttling and server errors are
+        raised as the retry policy exception types they are (``executor.retry``)."""
+        from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
+
+        try:
+            arn = self.client.create_model_package(**request)["ModelPackageArn"]
+            return self.client.describe_model_package(ModelPackageName=arn)
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+            if error.get("Code") in THROTTLING_CODES:
+                raise Throttled(f"CreateModelPackage was throttled: {exc}") from exc
+            if status >= 500:
+                raise ServiceFault(f"CreateModelPackage failed on the service: {exc}") from exc
+            raise
+        except (ConnectionError, HTTPClientError) as exc:
+            raise ServiceFault(f"CreateModelPackage could not reach the service: {exc}") from exc
 
 
 def _plain(value: Any) -> Any:
@@ -139,6 +167,7 @@ class Execution:
             },
             read_property_file=self._read_property_file,
         )
+        self.retry_emulation = retry.emulation(calls_services=registry.client is not None)
         self.on_change = on_change or (lambda record: None)
         self.retry_wait = retry_wait or self._interruptible_sleep
         self.status: dict[str, str] = {name: "Pending" for name in self.graph}
@@ -160,6 +189,7 @@ class Execution:
                 "Isolation": runner.isolation,
                 "Container": runner.engine.tool if runner.engine else "local process",
                 "Definition": str(self.folder / "definition.json"),
+                "RetryExceptionTypes": self.retry_emulation,
             }
         )
         (self.folder / "definition.json").write_text(json.dumps(self.definition, indent=2))
@@ -270,7 +300,9 @@ class Execution:
         local["Request"] = request
         if step.type == "RegisterModel":
             rules.check("RegisterModel", request)
-            described = self.registry.register(request, self.runner.region)
+            described = self._with_retries(
+                step, local, lambda: self.registry.register(request, self.runner.region)
+            )
             local["Properties"] = described
             self.ctx.properties[step.name] = described
             return {"Metadata": {"RegisterModel": {"Arn": described["ModelPackageArn"]}}}
@@ -317,38 +349,43 @@ class Execution:
     def _with_retries(
         self, step: definition.Step, local: dict[str, Any], attempt: Callable[[], dict[str, Any]]
     ) -> dict[str, Any]:
-        """Retry platform-side failures as the step's RetryPolicies say (local equivalents only)."""
-        policies = step.raw.get("RetryPolicies") or []
-        unmatched = sorted(
-            {t for p in policies for t in p.get("ExceptionType", []) if t not in LOCAL_RETRY_TYPES}
-        )
+        """``attempt()``, retried as the step's RetryPolicies say (``executor.retry``).
+
+        A failure is retried when its exception type (a local equivalent of the service's)
+        is named by a policy, the step type retries it, and the policy's MaxAttempts or
+        ExpireAfterMin allows one more; each policy counts its own retries.
+        """
+        policies = step.retry_policies
+        named = {t for p in policies for t in p.types}
+        emulated = self.retry_emulation["Emulated"]
+        unmatched = sorted(t for t in named if t not in emulated)
         if unmatched:
             local["RetryTypesWithoutLocalEquivalent"] = unmatched
-        tries: dict[int, int] = {}
+        ignored = sorted(named - set(retry.retried_types(step.type)))
+        if ignored:  # a tuning job retries its training jobs itself
+            local["RetryTypesTheStepTypeDoesNotRetry"] = ignored
+        started = time.monotonic()
+        retries: dict[int, int] = {}
         count = 0
         while True:
             count += 1
             try:
                 return attempt()
-            except JobInternalError as exc:
-                policy = next(
-                    (
-                        i
-                        for i, p in enumerate(policies)
-                        if set(p.get("ExceptionType", [])) & set(LOCAL_RETRY_TYPES)
-                    ),
-                    None,
+            except StepFailed as exc:
+                kind = retry.exception_type(exc)
+                if kind is None or kind not in retry.retried_types(step.type):
+                    raise
+                index = next((i for i, p in enumerate(policies) if kind in p.types), None)
+                if index is None or self.runner.stop.is_set():
+                    raise
+                policy = policies[index]
+                retries[index] = retries.get(index, 0) + 1
+                if not policy.allows(retries[index], time.monotonic() - started):
+                    raise
+                delay = policy.delay(retries[index])
+                local.setdefault("Retries", []).append(
+                    {"ExceptionType": kind, "Reason": str(exc), "WaitSeconds": delay}
                 )
-                if policy is None:
-                    raise
-                spec = policies[policy]
-                tries[policy] = tries.get(policy, 0) + 1
-                if tries[policy] >= int(spec.get("MaxAttempts", 1)) or self.runner.stop.is_set():
-                    raise
-                delay = float(spec.get("IntervalSeconds", 1)) * float(
-                    spec.get("BackoffRate", 2.0)
-                ) ** (tries[policy] - 1)
-                local.setdefault("Retries", []).append({"Reason": str(exc), "WaitSeconds": delay})
                 self.record.update(step.name, local, AttemptCount=count + 1)
                 self.retry_wait(delay)
 

@@ -18,10 +18,13 @@ from executor import (
     RequestRefused,
     cache,
     check_request,
+    retry,
     run_definition,
     run_job,
     service_rules,
 )
+from executor.engine import Registry
+from executor.errors import JobInternalError, ServiceFault, Throttled
 
 from . import support
 
@@ -229,6 +232,140 @@ def test_the_tuning_key_counts_the_documented_fields() -> None:
     other["TrainingJobDefinition"]["StaticHyperParameters"]["a"] = "1"
     other["HyperParameterTuningJobConfig"]["Strategy"] = "Bayesian"
     assert cache.key("p", "T", "Tuning", request) != cache.key("p", "T", "Tuning", other)
+
+
+# ------------------------------------------------------------------------ 6. retries
+
+
+def retry_policies(spec: dict[str, Any], name: str) -> list[dict[str, Any]]:
+    return step(spec, name)["RetryPolicies"]
+
+
+@pytest.mark.parametrize(
+    ("name", "change", "message"),
+    [
+        ("Copy", {"ExpireAfterMin": 10}, "gives both MaxAttempts and ExpireAfterMin"),
+        ("Copy", {"MaxAttempts": 21}, "MaxAttempts=21 is over its maximum of 20"),
+        ("Copy", {"IntervalSeconds": 43201}, "IntervalSeconds=43201 is over its maximum"),
+        ("Copy", {"BackoffRate": -1}, "BackoffRate=-1 must be a non-negative number"),
+        ("Copy", {"ExceptionType": ["Step.TIMEOUT"]}, "'Step.TIMEOUT' is not one of"),
+        ("Copy", {"ExceptionType": []}, "ExceptionType must be a non-empty list"),
+        (
+            "Register",
+            {"ExceptionType": ["SageMaker.CAPACITY_ERROR"]},
+            "SageMaker.CAPACITY_ERROR applies to job steps",
+        ),
+    ],
+)
+def test_retry_policies_the_service_refuses(
+    tmp_path: Path, numbers: Path, name: str, change: dict[str, Any], message: str
+) -> None:
+    spec = support.sdk_definition("pipeline")
+    retry_policies(spec, name)[0].update(change)
+    with pytest.raises(DefinitionError, match=rf"Step '{name}'.*{message}"):
+        run(tmp_path, numbers, spec)
+    assert not (tmp_path / "out").exists()
+
+
+def test_retry_policies_only_on_steps_that_take_them(tmp_path: Path, numbers: Path) -> None:
+    spec = support.sdk_definition("pipeline")
+    step(spec, "Gate")["RetryPolicies"] = copy.deepcopy(retry_policies(spec, "Register"))
+    with pytest.raises(DefinitionError, match=r"Step 'Gate' \(Condition\) has RetryPolicies"):
+        run(tmp_path, numbers, spec)
+
+
+def test_retry_policy_defaults_and_limits() -> None:
+    (policy,) = retry.policies("S", "Training", [{"ExceptionType": ["Step.THROTTLING"]}])
+    assert (policy.interval, policy.backoff, policy.max_attempts) == (1.0, 2.0, 5)
+    assert [policy.delay(n) for n in (1, 2, 3)] == [1.0, 2.0, 4.0]
+    assert policy.allows(5, 0) and not policy.allows(6, 0)
+    (never,) = retry.policies(
+        "S", "Training", [{"ExceptionType": ["Step.THROTTLING"], "MaxAttempts": 0}]
+    )
+    assert not never.allows(1, 0)
+    (timed,) = retry.policies(
+        "S", "Training", [{"ExceptionType": ["Step.THROTTLING"], "ExpireAfterMin": 1}]
+    )
+    assert timed.allows(50, 59.0) and not timed.allows(1, 60.0)
+    # A tuning job retries its own jobs: the step does not retry JOB_INTERNAL_ERROR.
+    assert "SageMaker.JOB_INTERNAL_ERROR" not in retry.retried_types("Tuning")
+    assert "SageMaker.JOB_INTERNAL_ERROR" in retry.retried_types("Processing")
+
+
+def flaky_processing(e: Any, monkeypatch: pytest.MonkeyPatch, failures: int) -> list[str]:
+    calls: list[str] = []
+    original = e.runner.processing
+
+    def flaky(name: str, request: dict) -> dict:
+        calls.append(name)
+        if len(calls) <= failures:
+            raise JobInternalError("staging failed")
+        return original(name, request)
+
+    monkeypatch.setattr(e.runner, "processing", flaky)
+    return calls
+
+
+def test_a_job_internal_error_is_retried_by_its_policy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    e = support.execution(tmp_path, support.sdk_definition("pipeline"))
+    e.retry_wait = lambda seconds: None
+    calls = flaky_processing(e, monkeypatch, failures=2)
+    assert e.run() == "Succeeded"
+    copy_local = e.record.data["Local"]["Steps"]["Copy"]
+    assert len(calls) >= 3
+    assert [r["WaitSeconds"] for r in copy_local["Retries"]] == [1.0, 2.0]
+    assert {r["ExceptionType"] for r in copy_local["Retries"]} == {"SageMaker.JOB_INTERNAL_ERROR"}
+    assert copy_local["RetryTypesWithoutLocalEquivalent"] == [
+        "SageMaker.CAPACITY_ERROR",
+        "Step.SERVICE_FAULT",
+        "Step.THROTTLING",
+    ]
+    emulated = e.record.data["Local"]["RetryExceptionTypes"]
+    assert list(emulated["Emulated"]) == ["SageMaker.JOB_INTERNAL_ERROR"]
+    assert "SageMaker.RESOURCE_LIMIT" in emulated["WithoutLocalEquivalent"]
+
+
+def test_max_attempts_counts_retries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = support.sdk_definition("pipeline")
+    retry_policies(spec, "Copy")[1]["MaxAttempts"] = 1
+    e = support.execution(tmp_path, spec)
+    e.retry_wait = lambda seconds: None
+    calls = flaky_processing(e, monkeypatch, failures=5)
+    assert e.run() == "Failed"
+    assert len(calls) == 2  # the first attempt and one retry
+    copy_step = next(s for s in e.record.steps() if s["StepName"] == "Copy")
+    assert copy_step["AttemptCount"] == 2 and "staging failed" in copy_step["FailureReason"]
+
+
+class _Client:
+    """A SageMaker client whose CreateModelPackage fails first with ``error``."""
+
+    def __init__(self, code: str, status: int) -> None:
+        self.code, self.status, self.calls = code, status, 0
+
+    def create_model_package(self, **request: Any) -> dict[str, Any]:
+        from botocore.exceptions import ClientError
+
+        self.calls += 1
+        response = {
+            "Error": {"Code": self.code},
+            "ResponseMetadata": {"HTTPStatusCode": self.status},
+        }
+        raise ClientError(response, "CreateModelPackage")
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "error"),
+    [("InternalFailure", 500, ServiceFault), ("ThrottlingException", 400, Throttled)],
+)
+def test_service_calls_fail_as_their_exception_types(
+    tmp_path: Path, code: str, status: int, error: type
+) -> None:
+    registry = Registry(tmp_path, _Client(code, status))
+    with pytest.raises(error):
+        registry.register({"ModelPackageGroupName": "tiny"}, "us-east-1")
 
 
 # -------------------------------------------------------------------------- 7. names
