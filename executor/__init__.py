@@ -25,10 +25,11 @@ image process, where progress goes and whether signals stop the jobs.
 Errors: ``ExecutorError`` (``DefinitionError``, ``ParameterError``) before
 anything runs; ``RequestRefused`` for a request the service would refuse.
 
-Modules: ``api`` (the above), ``expressions``, ``definition``, ``rules`` and
-``service_rules`` (the service's request checks), ``storage``, ``images``,
-``jobs``, ``dispatch``, ``tuning``, ``cache``, ``record``, ``engine``, ``table``,
-``warm``, ``sandbox`` and ``run`` (``python -m executor``).
+Modules: ``api`` (the above), ``expressions``, ``definition``, ``properties``
+(what ``Get`` may read), ``retry`` (RetryPolicies), ``rules`` and ``service_rules``
+(the service's request checks), ``storage``, ``images``, ``jobs``, ``dispatch``,
+``tuning``, ``cache``, ``record``, ``engine``, ``table``, ``warm``, ``sandbox`` and
+``run`` (``python -m executor``).
 """
 
 from __future__ import annotations

@@ -36,6 +36,12 @@ from executor.jobs import ACCOUNT, Runner, cut, now
 from executor.record import Record
 from executor.storage import Store
 
+# Where a job's request names its image.
+IMAGE_FIELDS = {
+    "Processing": ("AppSpecification", "ImageUri"),
+    "Training": ("AlgorithmSpecification", "TrainingImage"),
+    "Tuning": ("TrainingJobDefinition", "AlgorithmSpecification", "TrainingImage"),
+}
 # Error codes of a throttled AWS call (botocore's retry handlers use the same ones).
 THROTTLING_CODES = (
     "Throttling",
@@ -125,6 +131,14 @@ def _plain(value: Any) -> Any:
     if isinstance(value, list):
         return [_plain(v) for v in value]
     return value
+
+
+def runs_as(engine: str | None, image: Any) -> str:
+    """How a job runs here: ``process`` (the local command mapped to its image), or
+    ``image <name:tag>`` in a container engine."""
+    if engine is None:
+        return "process"
+    return f"image {str(image).rsplit('/', 1)[-1]}"
 
 
 class Execution:
@@ -330,6 +344,13 @@ class Execution:
                     "CacheHitResult": {"SourcePipelineExecutionArn": source},
                     "Metadata": {kind: {"Arn": earlier["Properties"].get(arn_key)}},
                 }
+        engine = self.runner.engine.tool if self.runner.engine else None
+        image: Any = request
+        for key in IMAGE_FIELDS[step.type]:
+            image = image.get(key) if isinstance(image, dict) else None
+        local["RunsAs"] = runs_as(engine, image)
+        self.record.update(step.name, local)
+        self.on_change(self.record)
         props = self._with_retries(
             step, local, lambda: dispatch.run_request(self.runner, step.type, job_name, request)
         )

@@ -7,6 +7,7 @@ where the SDK cannot express a shape the service refuses, a test mutates one.
 from __future__ import annotations
 
 import copy
+import io
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +23,11 @@ from executor import (
     run_definition,
     run_job,
     service_rules,
+    table,
 )
-from executor.engine import Registry
+from executor.engine import Registry, runs_as
 from executor.errors import JobInternalError, ServiceFault, Throttled
+from executor.record import Record
 
 from . import support
 
@@ -430,3 +433,31 @@ def test_a_step_with_a_volume_key_on_instance_storage_fails_before_its_job(
     reason = steps(result.record)["Copy"]["FailureReason"]
     assert "InstanceType='ml.r5d.large' has local NVMe instance storage" in reason
     assert not list((result.folder / "jobs").glob("*"))
+
+
+# ------------------------------------------------------------- 9. what a success proves
+
+
+def test_the_step_table_says_what_ran_each_job(tmp_path: Path, numbers: Path) -> None:
+    progress = io.StringIO()
+    result = run(tmp_path, numbers, support.sdk_definition("pipeline"), progress=progress)
+    assert result.status == "Succeeded"
+    text = progress.getvalue()
+    assert "  Fit (Training, process): Succeeded" in text
+    assert "  Register (RegisterModel): Succeeded" in text
+    final = text[text.rindex("Step ") :]
+    assert "Copy (process)" in final and "Report (process)" in final
+    assert table.PROCESS_NOTE in final
+    assert result.record["Local"]["Steps"]["Fit"]["RunsAs"] == "process"
+
+
+def test_a_job_in_a_container_engine_names_its_image(tmp_path: Path) -> None:
+    image = "000000000000.dkr.ecr.us-east-1.amazonaws.com/claim-frequency:abc"
+    assert runs_as("podman", image) == "image claim-frequency:abc"
+    assert runs_as(None, image) == "process"
+    record = Record(tmp_path, {})
+    record.start("Train", "Training")
+    record.update("Train", {"RunsAs": runs_as("docker", image)}, StepStatus="Succeeded")
+    lines = table.render(record)
+    assert lines[1].startswith("Train (image claim-frequency:abc)  Training  Succeeded")
+    assert table.PROCESS_NOTE not in lines
