@@ -14,8 +14,8 @@ from executor.expressions import check_condition, parse_path, references
 from executor.service_rules import PARAMETER_VALUE_MAX
 
 SUPPORTED = ("Processing", "Training", "Tuning", "Condition", "Fail", "RegisterModel")
-# The service model's StepName shape (botocore: max 64, pattern [A-Za-z0-9\-_]*), which
-# CreatePipeline applies to every step of the definition; the SDK does not check it.
+# Step names as the service model's StepName shape has them (botocore: at most 64 characters
+# of [A-Za-z0-9\-_]); the SDK builds definitions with any name and leaves them to the service.
 STEP_NAME = re.compile(r"[A-Za-z0-9\-_]{1,64}")
 
 

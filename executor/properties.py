@@ -30,8 +30,6 @@ SHAPES = {
 }
 # Steps whose properties are not a service response (ConditionStep: ``Outcome``).
 OWN_PROPERTIES = {"Condition": ("Outcome",), "Fail": ()}
-# Not a property path: a property file of a processing step, read by Std:JsonGet.
-PROPERTY_FILES = "PropertyFiles"
 
 
 @functools.cache
