@@ -16,6 +16,7 @@ The API::
         -> JobRun(status, describe, local, folder)
     warm_image(preload, *, cwd, env=None, module=None)  # context manager -> WarmImage | None
     clean(outputs=OUTPUTS, keep=0) -> (removed, kept)
+    check_request(kind, request) -> list[str]  # what the service would refuse in a request
 
 ``Options`` holds the outputs folder, the store (``folder`` or ``aws``), the
 container engine, the mounts, the region, folders to upload first, the warm
@@ -24,10 +25,11 @@ image process, where progress goes and whether signals stop the jobs.
 Errors: ``ExecutorError`` (``DefinitionError``, ``ParameterError``) before
 anything runs; ``RequestRefused`` for a request the service would refuse.
 
-Modules: ``api`` (the above), ``expressions``, ``definition``, ``rules`` and
-``service_rules`` (the service's request checks), ``storage``, ``images``,
-``jobs``, ``dispatch``, ``tuning``, ``cache``, ``record``, ``engine``, ``table``,
-``warm``, ``sandbox`` and ``run`` (``python -m executor``).
+Modules: ``api`` (the above), ``expressions``, ``definition``, ``properties``
+(what ``Get`` may read), ``retry`` (RetryPolicies), ``rules`` and ``service_rules``
+(the service's request checks), ``storage``, ``images``, ``jobs``, ``dispatch``,
+``tuning``, ``cache``, ``record``, ``engine``, ``table``, ``warm``, ``sandbox`` and
+``run`` (``python -m executor``).
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ if TYPE_CHECKING:
     from executor.definition import parameters as check_parameters
     from executor.errors import DefinitionError, ExecutorError, ParameterError, RequestRefused
     from executor.images import ContainerEngine, LocalImage, LocalImages
+    from executor.rules import problems as check_request
     from executor.warm import WarmImage
 
 # Name -> (module, attribute): loaded on first use, so that a job-side helper
@@ -68,6 +71,7 @@ _EXPORTS = {
     "RequestRefused": ("executor.errors", "RequestRefused"),
     "WarmImage": ("executor.warm", "WarmImage"),
     "check_parameters": ("executor.definition", "parameters"),
+    "check_request": ("executor.rules", "problems"),
     "clean": ("executor.api", "clean"),
     "run_definition": ("executor.api", "run_definition"),
     "run_job": ("executor.api", "run_job"),
@@ -88,6 +92,7 @@ __all__ = [
     "RequestRefused",
     "WarmImage",
     "check_parameters",
+    "check_request",
     "clean",
     "run_definition",
     "run_job",

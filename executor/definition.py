@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from executor import properties, retry
 from executor.errors import DefinitionError, ParameterError
-from executor.expressions import check_condition, references
+from executor.expressions import check_condition, parse_path, references
 from executor.service_rules import PARAMETER_VALUE_MAX
 
 SUPPORTED = ("Processing", "Training", "Tuning", "Condition", "Fail", "RegisterModel")
-# Limits of StartPipelineExecution's PipelineParameters (ParameterValue: 0..1024, but the
-# service refuses an empty value at start).
+# Step names as the service model's StepName shape has them (botocore: at most 64 characters
+# of [A-Za-z0-9\-_]); the SDK builds definitions with any name and leaves them to the service.
+STEP_NAME = re.compile(r"[A-Za-z0-9\-_]{1,64}")
 
 
 @dataclass
@@ -25,6 +28,7 @@ class Step:
     raw: dict[str, Any]
     depends_on: set[str] = field(default_factory=set)
     branch: tuple[str, str] | None = None
+    retry_policies: list[retry.Policy] = field(default_factory=list)
 
     @property
     def arguments(self) -> dict[str, Any]:
@@ -55,17 +59,23 @@ def steps(definition: dict[str, Any]) -> dict[str, Step]:
             raise DefinitionError(f"A step has no Name or Type: {json.dumps(raw)[:200]}.")
         if name in out:
             raise DefinitionError(f"Two steps are named {name!r}: step names must be unique.")
+        if not isinstance(name, str) or not STEP_NAME.fullmatch(name):
+            raise DefinitionError(
+                f"Step name {name!r} is not valid: the service takes 1 to 64 letters, digits, "
+                "'-' and '_' (^[A-Za-z0-9\\-_]{1,64}$)."
+            )
         if kind not in SUPPORTED:
             raise DefinitionError(
                 f"Step {name!r} has type {kind!r}, which is not supported locally (supported: "
                 f"{', '.join(SUPPORTED)}). Run this pipeline on SageMaker instead."
             )
         step = Step(name, kind, raw, branch=branch)
+        step.retry_policies = retry.policies(name, kind, raw.get("RetryPolicies"))
         step.depends_on |= set(raw.get("DependsOn") or [])
         args = raw.get("Arguments", {})
         if kind == "Condition":
             for cond in args.get("Conditions", []):
-                check_condition(cond)
+                check_condition(cond, name)
             step.depends_on |= set(references(args.get("Conditions", [])))
         else:
             step.depends_on |= set(references(args))
@@ -87,7 +97,19 @@ def steps(definition: dict[str, Any]) -> dict[str, Step]:
                 f"Step {step.name!r} depends on unknown step(s) {', '.join(sorted(unknown))}."
             )
     _check_acyclic(out)
+    for step in out.values():
+        _check_property_reads(step, out)
     return out
+
+
+def _check_property_reads(step: Step, graph: dict[str, Step]) -> None:
+    """Each ``Get`` of a step property names a field of that step's Describe* response."""
+    for path in properties.step_reads(step.arguments):
+        tokens = parse_path(path)
+        if len(tokens) >= 2 and str(tokens[1]) in graph:
+            target = graph[str(tokens[1])]
+            shown = f"{{'Get': {path!r}}}"
+            properties.check_path(target.name, target.type, tokens[2:], shown, step.name)
 
 
 def _check_acyclic(graph: dict[str, Step]) -> None:

@@ -2,16 +2,17 @@
 
 ``KINDS`` maps the Create* operations that start a job to the step type of the
 definition language. ``run_request`` runs a request that ``rules.check`` has
-passed and returns the job's Describe* response; ``_local`` in it holds what
-the executor adds (the log, files left outside the declared folders, the tuning
-job's training jobs). A job that ran and failed is described, not raised.
+passed and returns the job's Describe* response, cut to the fields of botocore's
+output shape (``properties``); ``_local`` in it holds what the executor adds (the
+log, files left outside the declared folders, the tuning job's training jobs). A
+job that ran and failed is described, not raised.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from executor import rules
+from executor import properties, rules
 from executor.errors import StepFailed
 from executor.jobs import Runner
 from executor.tuning import run_tuning
@@ -33,6 +34,12 @@ COMPLETED = "Completed"
 
 def run_request(runner: Runner, kind: str, name: str, request: dict[str, Any]) -> dict[str, Any]:
     """Run a checked ``kind`` request as job ``name``; its Describe* response (and ``_local``)."""
+    described = _run(runner, kind, name, request)
+    local = described.pop("_local", {})
+    return {**properties.describe(kind, described), "_local": local}
+
+
+def _run(runner: Runner, kind: str, name: str, request: dict[str, Any]) -> dict[str, Any]:
     if kind == "Processing":
         return runner.processing(name, request)
     if kind == "Training":

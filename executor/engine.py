@@ -13,6 +13,7 @@ import copy
 import json
 import re
 import secrets
+import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -20,22 +21,38 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from executor import cache, definition, dispatch, rules
+from executor import cache, definition, dispatch, properties, retry, rules
 from executor.errors import (
     ExecutorError,
     JobInternalError,
     RequestRefused,
+    ServiceFault,
     StepFailed,
     StepStopped,
+    Throttled,
 )
 from executor.expressions import Context, condition, resolve, text
-from executor.jobs import ACCOUNT, Runner, cut
+from executor.jobs import ACCOUNT, Runner, cut, now
 from executor.record import Record
 from executor.storage import Store
 
-# Retry policy exception types with a local equivalent: a platform-side failure while
-# staging inputs, starting the job or uploading outputs.
-LOCAL_RETRY_TYPES = ("SageMaker.JOB_INTERNAL_ERROR", "Step.SERVICE_FAULT")
+# Where a job's request names its image.
+IMAGE_FIELDS = {
+    "Processing": ("AppSpecification", "ImageUri"),
+    "Training": ("AlgorithmSpecification", "TrainingImage"),
+    "Tuning": ("TrainingJobDefinition", "AlgorithmSpecification", "TrainingImage"),
+}
+# Error codes of a throttled AWS call (botocore's retry handlers use the same ones).
+THROTTLING_CODES = (
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestThrottledException",
+    "TooManyRequestsException",
+    "ProvisionedThroughputExceededException",
+    "RequestLimitExceeded",
+    "SlowDown",
+)
 METADATA_KEYS = {
     "Processing": ("ProcessingJob", "ProcessingJobArn"),
     "Training": ("TrainingJob", "TrainingJobArn"),
@@ -61,16 +78,67 @@ class Registry:
     folder: Path
     client: Any = None  # a boto3 SageMaker client in aws mode
 
-    def register(self, request: dict[str, Any], region: str) -> str:
+    def register(self, request: dict[str, Any], region: str) -> dict[str, Any]:
+        """Register a model package; the step's properties (DescribeModelPackage's fields)."""
         if self.client is not None:
-            return self.client.create_model_package(**request)["ModelPackageArn"]
+            return properties.describe("RegisterModel", _plain(self._call(request)))
         group = request.get("ModelPackageGroupName", "default")
         self.folder.mkdir(parents=True, exist_ok=True)
         version = len(list(self.folder.glob(f"{group}-*.json"))) + 1
         arn = f"arn:aws:sagemaker:{region}:{ACCOUNT}:model-package/{group.lower()}/{version}"
         payload = {"ModelPackageArn": arn, "CreateModelPackage": request}
         (self.folder / f"{group}-{version}.json").write_text(json.dumps(payload, indent=2))
-        return arn
+        created = now()
+        described = {
+            **request,
+            "ModelPackageName": group,
+            "ModelPackageGroupName": group,
+            "ModelPackageVersion": version,
+            "ModelPackageArn": arn,
+            "CreationTime": created,
+            "LastModifiedTime": created,
+            "ModelPackageStatus": "Completed",
+            "ModelPackageStatusDetails": {"ValidationStatuses": [], "ImageScanStatuses": []},
+        }
+        return properties.describe("RegisterModel", described)
+
+    def _call(self, request: dict[str, Any]) -> dict[str, Any]:
+        """CreateModelPackage, then DescribeModelPackage; throttling and server errors are
+        raised as the retry policy exception types they are (``executor.retry``)."""
+        from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
+
+        try:
+            arn = self.client.create_model_package(**request)["ModelPackageArn"]
+            return self.client.describe_model_package(ModelPackageName=arn)
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+            if error.get("Code") in THROTTLING_CODES:
+                raise Throttled(f"CreateModelPackage was throttled: {exc}") from exc
+            if status >= 500:
+                raise ServiceFault(f"CreateModelPackage failed on the service: {exc}") from exc
+            raise
+        except (ConnectionError, HTTPClientError) as exc:
+            raise ServiceFault(f"CreateModelPackage could not reach the service: {exc}") from exc
+
+
+def _plain(value: Any) -> Any:
+    """A boto3 response as JSON values (datetimes as ISO 8601 text)."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def runs_as(engine: str | None, image: Any) -> str:
+    """How a job runs here: ``process`` (the local command mapped to its image), or
+    ``image <name:tag>`` in a container engine."""
+    if engine is None:
+        return "process"
+    return f"image {str(image).rsplit('/', 1)[-1]}"
 
 
 class Execution:
@@ -113,6 +181,7 @@ class Execution:
             },
             read_property_file=self._read_property_file,
         )
+        self.retry_emulation = retry.emulation(calls_services=registry.client is not None)
         self.on_change = on_change or (lambda record: None)
         self.retry_wait = retry_wait or self._interruptible_sleep
         self.status: dict[str, str] = {name: "Pending" for name in self.graph}
@@ -134,6 +203,7 @@ class Execution:
                 "Isolation": runner.isolation,
                 "Container": runner.engine.tool if runner.engine else "local process",
                 "Definition": str(self.folder / "definition.json"),
+                "RetryExceptionTypes": self.retry_emulation,
             }
         )
         (self.folder / "definition.json").write_text(json.dumps(self.definition, indent=2))
@@ -244,9 +314,12 @@ class Execution:
         local["Request"] = request
         if step.type == "RegisterModel":
             rules.check("RegisterModel", request)
-            arn = self.registry.register(request, self.runner.region)
-            self.ctx.properties[step.name] = {**request, "ModelPackageArn": arn}
-            return {"Metadata": {"RegisterModel": {"Arn": arn}}}
+            described = self._with_retries(
+                step, local, lambda: self.registry.register(request, self.runner.region)
+            )
+            local["Properties"] = described
+            self.ctx.properties[step.name] = described
+            return {"Metadata": {"RegisterModel": {"Arn": described["ModelPackageArn"]}}}
         job_name = self._job_name(step)
         request[rules.JOB_NAME_FIELDS[step.type]] = job_name
         rules.check(step.type, request)
@@ -271,6 +344,13 @@ class Execution:
                     "CacheHitResult": {"SourcePipelineExecutionArn": source},
                     "Metadata": {kind: {"Arn": earlier["Properties"].get(arn_key)}},
                 }
+        engine = self.runner.engine.tool if self.runner.engine else None
+        image: Any = request
+        for key in IMAGE_FIELDS[step.type]:
+            image = image.get(key) if isinstance(image, dict) else None
+        local["RunsAs"] = runs_as(engine, image)
+        self.record.update(step.name, local)
+        self.on_change(self.record)
         props = self._with_retries(
             step, local, lambda: dispatch.run_request(self.runner, step.type, job_name, request)
         )
@@ -290,38 +370,43 @@ class Execution:
     def _with_retries(
         self, step: definition.Step, local: dict[str, Any], attempt: Callable[[], dict[str, Any]]
     ) -> dict[str, Any]:
-        """Retry platform-side failures as the step's RetryPolicies say (local equivalents only)."""
-        policies = step.raw.get("RetryPolicies") or []
-        unmatched = sorted(
-            {t for p in policies for t in p.get("ExceptionType", []) if t not in LOCAL_RETRY_TYPES}
-        )
+        """``attempt()``, retried as the step's RetryPolicies say (``executor.retry``).
+
+        A failure is retried when its exception type (a local equivalent of the service's)
+        is named by a policy, the step type retries it, and the policy's MaxAttempts or
+        ExpireAfterMin allows one more; each policy counts its own retries.
+        """
+        policies = step.retry_policies
+        named = {t for p in policies for t in p.types}
+        emulated = self.retry_emulation["Emulated"]
+        unmatched = sorted(t for t in named if t not in emulated)
         if unmatched:
             local["RetryTypesWithoutLocalEquivalent"] = unmatched
-        tries: dict[int, int] = {}
+        ignored = sorted(named - set(retry.retried_types(step.type)))
+        if ignored:  # a tuning job retries its training jobs itself
+            local["RetryTypesTheStepTypeDoesNotRetry"] = ignored
+        started = time.monotonic()
+        retries: dict[int, int] = {}
         count = 0
         while True:
             count += 1
             try:
                 return attempt()
-            except JobInternalError as exc:
-                policy = next(
-                    (
-                        i
-                        for i, p in enumerate(policies)
-                        if set(p.get("ExceptionType", [])) & set(LOCAL_RETRY_TYPES)
-                    ),
-                    None,
+            except StepFailed as exc:
+                kind = retry.exception_type(exc)
+                if kind is None or kind not in retry.retried_types(step.type):
+                    raise
+                index = next((i for i, p in enumerate(policies) if kind in p.types), None)
+                if index is None or self.runner.stop.is_set():
+                    raise
+                policy = policies[index]
+                retries[index] = retries.get(index, 0) + 1
+                if not policy.allows(retries[index], time.monotonic() - started):
+                    raise
+                delay = policy.delay(retries[index])
+                local.setdefault("Retries", []).append(
+                    {"ExceptionType": kind, "Reason": str(exc), "WaitSeconds": delay}
                 )
-                if policy is None:
-                    raise
-                spec = policies[policy]
-                tries[policy] = tries.get(policy, 0) + 1
-                if tries[policy] >= int(spec.get("MaxAttempts", 1)) or self.runner.stop.is_set():
-                    raise
-                delay = float(spec.get("IntervalSeconds", 1)) * float(
-                    spec.get("BackoffRate", 2.0)
-                ) ** (tries[policy] - 1)
-                local.setdefault("Retries", []).append({"Reason": str(exc), "WaitSeconds": delay})
                 self.record.update(step.name, local, AttemptCount=count + 1)
                 self.retry_wait(delay)
 

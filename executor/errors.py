@@ -36,5 +36,13 @@ class JobInternalError(StepFailed):
     """A platform-side failure (staging, upload, spawning): retryable as JOB_INTERNAL_ERROR."""
 
 
+class ServiceFault(StepFailed):
+    """A server error of a call the step makes itself: retryable as Step.SERVICE_FAULT."""
+
+
+class Throttled(StepFailed):
+    """A throttling error of a call the step makes itself: retryable as Step.THROTTLING."""
+
+
 class StepStopped(Exception):
     """The execution was stopped while the step ran."""

@@ -178,22 +178,36 @@ COMPARISONS: dict[str, Callable[[Any, Any], bool]] = {
 CONDITION_TYPES = (*COMPARISONS, "In", "Not", "Or")
 
 
-def _comparable(left: Any, right: Any) -> tuple[Any, Any]:
-    """Numbers compare as numbers (a numeric string counts), anything else as text."""
+def _number(value: Any) -> float | None:
+    """``value`` as a number: a number, or a string that reads as one (JSON values, parameters)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
 
-    def number(v: Any) -> float | None:
-        if isinstance(v, bool):
-            return None
-        if isinstance(v, (int, float)):
-            return float(v)
-        try:
-            return float(v)
-        except (TypeError, ValueError):
-            return None
 
-    a, b = number(left), number(right)
+def _comparable(kind: str, left: Any, right: Any) -> tuple[Any, Any]:
+    """Numbers compare as numbers (a numeric string counts), text as text.
+
+    A number against text that is no number fails the step: the SDK's local mode fails
+    it ("Condition of type [...] not supported between ...",
+    ``sagemaker.mlops.local.pipeline._ConditionStepExecutor``) rather than compare
+    the number as text.
+    """
+    a, b = _number(left), _number(right)
     if a is not None and b is not None:
         return a, b
+    numbers = [isinstance(v, int | float) and not isinstance(v, bool) for v in (left, right)]
+    if any(numbers):
+        raise StepFailed(
+            f"Condition of type [{kind}] not supported between [{text(left)}] of type "
+            f"[{type(left).__name__}] and [{text(right)}] of type [{type(right).__name__}]: "
+            "a number compares only with a number."
+        )
     return text(left), text(right)
 
 
@@ -201,41 +215,56 @@ def condition(cond: dict[str, Any], ctx: Context) -> bool:
     """Evaluate one condition of a ConditionStep (every type the SDK emits)."""
     kind = cond.get("Type")
     if kind in COMPARISONS:
-        left, right = _comparable(resolve(cond["LeftValue"], ctx), resolve(cond["RightValue"], ctx))
+        left, right = _comparable(
+            kind, resolve(cond["LeftValue"], ctx), resolve(cond["RightValue"], ctx)
+        )
         return COMPARISONS[kind](left, right)
     if kind == "In":
         query = resolve(cond["QueryValue"], ctx)
         values = [resolve(v, ctx) for v in cond["Values"]]
-        return any(_comparable(query, v)[0] == _comparable(query, v)[1] for v in values)
+        return any(_same(query, v) for v in values)
     if kind == "Not":
-        return not condition(negated(cond), ctx)
+        return not condition(cond["Condition"], ctx)
     if kind == "Or":
         return any(condition(c, ctx) for c in cond["Conditions"])
     raise DefinitionError(f"Condition type {kind!r} is not supported locally.")
 
 
-def negated(cond: dict[str, Any]) -> dict[str, Any]:
-    """The condition a ``Not`` negates: ``Condition`` as the SDK writes it (older SDKs:
-    ``Expression``)."""
-    inner = cond.get("Condition", cond.get("Expression"))
-    if not isinstance(inner, dict):
-        raise DefinitionError(f"A Not condition needs a 'Condition': {json.dumps(cond)[:200]}.")
-    return inner
+def _same(query: Any, value: Any) -> bool:
+    """``In``: a value equals the query (numbers as numbers); a number never equals text."""
+    a, b = _number(query), _number(value)
+    if a is not None and b is not None:
+        return a == b
+    return text(query) == text(value)
 
 
-def check_condition(cond: Any) -> None:
+def check_condition(cond: Any, step: str) -> None:
     """A ``DefinitionError`` unless ``cond`` is a condition of the language (before anything runs).
 
-    There is no ``And``: a condition step's list of conditions is their conjunction.
+    ``Not`` is ``{"Type": "Not", "Condition": {...}}`` (``sagemaker.core.workflow.conditions``);
+    the service refuses the older SDKs' ``Expression`` ("Unable to parse pipeline
+    definition. Cannot parse object, unknown property 'Expression'",
+    sagemaker-python-sdk #2746). There is no ``And``: a condition step's list of
+    conditions is their conjunction.
     """
     kind = cond.get("Type") if isinstance(cond, dict) else None
     if kind not in CONDITION_TYPES:
         hint = " (a step's list of Conditions is their conjunction)" if kind == "And" else ""
         raise DefinitionError(
-            f"Condition type {kind!r} is not one of {', '.join(CONDITION_TYPES)}{hint}."
+            f"Step {step!r}: condition type {kind!r} is not one of "
+            f"{', '.join(CONDITION_TYPES)}{hint}."
         )
     if kind == "Not":
-        check_condition(negated(cond))
+        if "Expression" in cond:
+            raise DefinitionError(
+                f"Step {step!r}: a Not condition takes its condition in 'Condition'; the service "
+                "refuses 'Expression' (Cannot parse object, unknown property 'Expression')."
+            )
+        if not isinstance(cond.get("Condition"), dict):
+            raise DefinitionError(
+                f"Step {step!r}: a Not condition needs a 'Condition': {json.dumps(cond)[:200]}."
+            )
+        check_condition(cond["Condition"], step)
     elif kind == "Or":
         for inner in cond.get("Conditions") or []:
-            check_condition(inner)
+            check_condition(inner, step)

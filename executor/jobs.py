@@ -28,9 +28,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from executor.errors import ExecutorError, JobInternalError, StepStopped
+from executor.errors import ExecutorError, JobInternalError, RequestRefused, StepStopped
 from executor.images import OPT_ML, ContainerEngine, LocalImages
-from executor.storage import Store
+from executor.storage import Store, split_uri
 from executor.warm import WarmImage
 
 # The service's side of the /opt/ml contract.
@@ -80,6 +80,8 @@ class Folder:
     path: str  # /opt/ml/...
     uri: str
     is_input: bool
+    # An input that is every object under an S3 prefix (S3DataType S3Prefix).
+    prefix: bool = False
 
 
 @dataclass
@@ -126,7 +128,12 @@ class Runner:
         """Run a CreateProcessingJob request; return DescribeProcessingJob-like properties."""
         app = request["AppSpecification"]
         folders = [
-            Folder(i["S3Input"]["LocalPath"], i["S3Input"]["S3Uri"], True)
+            Folder(
+                i["S3Input"]["LocalPath"],
+                i["S3Input"]["S3Uri"],
+                True,
+                i["S3Input"].get("S3DataType") == "S3Prefix",
+            )
             for i in request.get("ProcessingInputs", [])
             if "S3Input" in i
         ] + [
@@ -134,6 +141,20 @@ class Runner:
             for o in request.get("ProcessingOutputConfig", {}).get("Outputs", [])
             if "S3Output" in o
         ]
+        created = now()
+        empty = self._empty_input(folders, request)
+        if empty:
+            # The job fails before it starts, as on the service (see ``_empty_input``).
+            return {
+                **request,
+                "ProcessingJobName": name,
+                "ProcessingJobArn": self.arn("processing-job", name),
+                "ProcessingJobStatus": "Failed",
+                "FailureReason": cut(f"ClientError: {empty}"),
+                "CreationTime": created,
+                "LastModifiedTime": now(),
+                "_local": {"log": None, "lost": []},
+            }
         configs = {
             PROCESSING_CONFIG: {**request, "ProcessingJobName": name},
             PROCESSING_RESOURCES: {"current_host": "algo-1", "hosts": ["algo-1"]},
@@ -157,6 +178,8 @@ class Runner:
             "ProcessingJobStatus": result.status,
             "ProcessingStartTime": result.start,
             "ProcessingEndTime": result.end,
+            "CreationTime": created,
+            "LastModifiedTime": now(),
         }
         if result.failure_reason:
             props["FailureReason"] = props["ExitMessage"] = result.failure_reason
@@ -180,9 +203,17 @@ class Runner:
                 f"{OPT_ML}/{CHANNELS}/{c['ChannelName']}",
                 c["DataSource"]["S3DataSource"]["S3Uri"],
                 True,
+                c["DataSource"]["S3DataSource"].get("S3DataType") == "S3Prefix",
             )
             for c in request.get("InputDataConfig", [])
         ]
+        created = now()
+        empty = self._empty_input(folders, request)
+        if empty:
+            # CreateTrainingJob refuses it: "An error occurred (ValidationException) when
+            # calling the CreateTrainingJob operation: No S3 objects found under S3 URL ..."
+            # (aws/amazon-sagemaker-examples #2267, #2489).
+            raise RequestRefused(f"CreateTrainingJob: ValidationException: {empty}")
         output_path = request["OutputDataConfig"]["S3OutputPath"].rstrip("/")
         job_root = f"{output_path}/{name}/output"
         folders.append(Folder(f"{OPT_ML}/{MODEL}", f"{job_root}/{MODEL_ARCHIVE}", False))
@@ -223,6 +254,8 @@ class Runner:
             output_root=job_root,
             platform_env={THREADS_VARIABLE: str(threads)} if threads else {},
         )
+        ran = datetime.fromisoformat(result.end) - datetime.fromisoformat(result.start)
+        seconds = max(1, round(ran.total_seconds()))
         props = {
             **request,
             "HyperParameters": hyper,
@@ -232,6 +265,10 @@ class Runner:
             "SecondaryStatus": result.status,
             "TrainingStartTime": result.start,
             "TrainingEndTime": result.end,
+            "CreationTime": created,
+            "LastModifiedTime": now(),
+            "TrainingTimeInSeconds": seconds,
+            "BillableTimeInSeconds": seconds,
             "FinalMetricDataList": result.metrics,
             "ModelArtifacts": {"S3ModelArtifacts": f"{job_root}/{MODEL_ARCHIVE}"},
         }
@@ -239,6 +276,31 @@ class Runner:
             props["FailureReason"] = result.failure_reason
         props["_local"] = {"log": result.log, "lost": result.lost}
         return props
+
+    def _empty_input(self, folders: list[Folder], request: dict[str, Any]) -> str | None:
+        """Why the job cannot start when an S3 prefix input holds no object, else None.
+
+        The service lists each S3Prefix input before the job starts and fails it when
+        the prefix is empty, in these words (CreateTrainingJob's ValidationException,
+        aws/amazon-sagemaker-examples #2267).
+        """
+        for folder in folders:
+            if not (folder.is_input and folder.prefix):
+                continue
+            try:
+                found = self.store.keys(folder.uri)
+            except Exception as exc:
+                raise JobInternalError(f"Listing the input {folder.uri} failed: {exc}") from exc
+            if not found:
+                bucket = split_uri(folder.uri)[0]
+                role = request.get("RoleArn", "")
+                return (
+                    f'No S3 objects found under S3 URL "{folder.uri}" given in input data '
+                    f"source. Please ensure that the bucket exists in the selected region "
+                    f"({self.region}), that objects exist under that S3 prefix, and that the "
+                    f'role "{role}" has "s3:ListBucket" permissions on bucket "{bucket}".'
+                )
+        return None
 
     # ------------------------------------------------------------------ the run
 

@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from executor import service_rules
 from executor.errors import RequestRefused
+from executor.service_rules import Unresolved
 
 OPERATIONS = {
     "Processing": "CreateProcessingJob",
@@ -34,6 +36,8 @@ JOB_NAME_FIELDS = {
     "Tuning": "HyperParameterTuningJobName",
 }
 PROCESSING_ROOT = "/opt/ml/processing/"
+# How many of an enum's values a refusal lists.
+ENUM_SHOWN = 8
 _BUCKET = re.compile(r"(?!xn--)(?!.*-s3alias$)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 
 
@@ -46,43 +50,72 @@ def _model() -> Any:
 
 def check(step_type: str, request: dict[str, Any]) -> None:
     """Raise ``RequestRefused`` when the service would refuse ``request``."""
+    found = problems(step_type, request)
+    if found:
+        raise RequestRefused("; ".join(found) + ".")
+
+
+def problems(kind: str, request: Mapping[str, Any]) -> list[str]:
+    """Everything the service would refuse in a resolved request; empty when it would accept it.
+
+    ``kind``: a step type (Processing, Training, Tuning, RegisterModel) or its Create*
+    operation. Botocore's validation first (when it fails, the other checks would read
+    a malformed request, so they do not run), then the model's limits and the service
+    rules. A value still unresolved (``service_rules.Unresolved``: a step property
+    before the execution runs) passes the limits and rules that read its content.
+    """
     from botocore.validate import ParamValidator
 
-    shape = _model().operation_model(OPERATIONS[step_type]).input_shape
-    report = ParamValidator().validate(request, shape)
+    step_type = service_rules.STEP_TYPES.get(kind, kind)
+    if step_type not in OPERATIONS:
+        raise ValueError(
+            f"{kind!r} is not a job request type (choose {', '.join(OPERATIONS)} or "
+            f"{', '.join(service_rules.STEP_TYPES)})."
+        )
+    operation = OPERATIONS[step_type]
+    shape = _model().operation_model(operation).input_shape
+    report = ParamValidator().validate(dict(request), shape)
     if report.has_errors():
-        text = " ".join(report.generate_report().split())
-        raise RequestRefused(f"{OPERATIONS[step_type]} request is invalid: {text}")
-    _limits(request, shape, "")
-    SERVICE_RULES[step_type](request)
+        return [f"{operation} request is invalid: {' '.join(report.generate_report().split())}"]
+    found: list[str] = []
+    _limits(request, shape, "", found)
+    found += service_rules.request_problems(step_type, request)
+    SERVICE_RULES[step_type](request, found)
+    return found
 
 
-def _limits(value: Any, shape: Any, where: str) -> None:
+def _limits(value: Any, shape: Any, where: str, found: list[str]) -> None:
     """Maximum lengths, patterns and enums of the model, which botocore does not check."""
     kind = shape.type_name
-    if kind == "structure" and isinstance(value, dict):
+    if kind == "structure" and isinstance(value, Mapping):
         for key, item in value.items():
             if key in shape.members:
-                _limits(item, shape.members[key], f"{where}.{key}" if where else key)
+                _limits(item, shape.members[key], f"{where}.{key}" if where else key, found)
     elif kind == "list" and isinstance(value, list):
         for i, item in enumerate(value):
-            _limits(item, shape.member, f"{where}[{i}]")
-    elif kind == "map" and isinstance(value, dict):
+            _limits(item, shape.member, f"{where}[{i}]", found)
+    elif kind == "map" and isinstance(value, Mapping):
         for key, item in value.items():
-            _limits(key, shape.key, f"{where} key {key!r}")
-            _limits(item, shape.value, f"{where}[{key!r}]")
-    elif kind == "string" and isinstance(value, str):
+            _limits(key, shape.key, f"{where} key {key!r}", found)
+            _limits(item, shape.value, f"{where}[{key!r}]", found)
+    elif kind == "string" and isinstance(value, str) and not isinstance(value, Unresolved):
         meta = shape.metadata
-        if "max" in meta and len(value) > meta["max"]:
-            raise RequestRefused(
-                f"{where} is {len(value)} characters long; the service allows at most "
-                f"{meta['max']} ({shape.name})."
-            )
         pattern = _pattern(meta.get("pattern"))
-        if pattern and not pattern.fullmatch(value):
-            raise RequestRefused(f"{where}={value!r} does not match the pattern {pattern!r}.")
-        if shape.enum and value not in shape.enum:
-            raise RequestRefused(f"{where}={value!r} is not one of {', '.join(shape.enum)}.")
+        if "max" in meta and len(value) > meta["max"]:
+            found.append(
+                f"{where} is {len(value)} characters long; the service allows at most "
+                f"{meta['max']} ({shape.name})"
+            )
+        elif pattern and not pattern.fullmatch(value):
+            found.append(f"{where}={value!r} does not match the pattern {pattern.pattern!r}")
+        elif shape.enum and value not in shape.enum:
+            values = ", ".join(shape.enum[:ENUM_SHOWN])
+            more = (
+                f", ... ({len(shape.enum)} values of {shape.name})"
+                if len(shape.enum) > ENUM_SHOWN
+                else ""
+            )
+            found.append(f"{where}={value!r} is not one of {values}{more}")
 
 
 # Java character classes of the model's patterns, in Python's terms (slightly broader).
@@ -113,47 +146,37 @@ def _pattern(pattern: str | None) -> re.Pattern[str] | None:
 # ----------------------------------------------------------------------- service rules
 
 
-def s3_uri(where: str, uri: Any) -> None:
+def s3_uri(where: str, uri: Any, found: list[str]) -> None:
     """An S3 URI the service accepts: ``s3://<valid bucket>/<key>``."""
+    if isinstance(uri, Unresolved):
+        return
     if not isinstance(uri, str) or not uri.startswith("s3://"):
-        raise RequestRefused(f"{where}={uri!r} is not an S3 URI (s3://bucket/key).")
+        found.append(f"{where}={uri!r} is not an S3 URI (s3://bucket/key)")
+        return
     bucket = uri.removeprefix("s3://").partition("/")[0]
     if not _BUCKET.fullmatch(bucket) or ".." in bucket:
-        raise RequestRefused(f"{where}={uri!r}: {bucket!r} is not a valid S3 bucket name.")
+        found.append(f"{where}={uri!r}: {bucket!r} is not a valid S3 bucket name")
 
 
-def no_empty_items(where: str, items: Any) -> None:
-    """No empty or over-long container item (``executor.service_rules``)."""
-    problems = service_rules.container_item_problems(where, items)
-    if problems:
-        raise RequestRefused(problems[0] + ".")
-
-
-def hyperparameters(where: str, values: dict[str, Any] | None) -> None:
-    """String values within the service's limits (``executor.service_rules``)."""
+def hyperparameter_types(where: str, values: Any, found: list[str]) -> None:
+    """String values (their lengths are ``service_rules``')."""
     for key, value in (values or {}).items():
         if not isinstance(value, str):
-            raise RequestRefused(f"{where}[{key!r}] must be a string, not {type(value).__name__}.")
-    problems = service_rules.hyperparameter_problems(where, values)
-    if problems:
-        raise RequestRefused(problems[0] + ".")
+            found.append(f"{where}[{key!r}] must be a string, not {type(value).__name__}")
 
 
-def _processing(request: dict[str, Any]) -> None:
-    app = request.get("AppSpecification", {})
-    no_empty_items("AppSpecification.ContainerEntrypoint", app.get("ContainerEntrypoint"))
-    no_empty_items("AppSpecification.ContainerArguments", app.get("ContainerArguments"))
+def _processing(request: Mapping[str, Any], found: list[str]) -> None:
     for i, item in enumerate(request.get("ProcessingInputs", [])):
         where = f"ProcessingInputs[{i}]"
         if "S3Input" in item:
-            s3_uri(f"{where}.S3Input.S3Uri", item["S3Input"].get("S3Uri"))
-            _local(f"{where}.S3Input.LocalPath", item["S3Input"].get("LocalPath"))
+            s3_uri(f"{where}.S3Input.S3Uri", item["S3Input"].get("S3Uri"), found)
+            _local(f"{where}.S3Input.LocalPath", item["S3Input"].get("LocalPath"), found)
     outputs = request.get("ProcessingOutputConfig", {}).get("Outputs", [])
     for i, item in enumerate(outputs):
         where = f"ProcessingOutputConfig.Outputs[{i}]"
         if "S3Output" in item:
-            s3_uri(f"{where}.S3Output.S3Uri", item["S3Output"].get("S3Uri"))
-            _local(f"{where}.S3Output.LocalPath", item["S3Output"].get("LocalPath"))
+            s3_uri(f"{where}.S3Output.S3Uri", item["S3Output"].get("S3Uri"), found)
+            _local(f"{where}.S3Output.LocalPath", item["S3Output"].get("LocalPath"), found)
     for kind, items, key in (
         ("ProcessingInputs", request.get("ProcessingInputs", []), "InputName"),
         ("ProcessingOutputConfig.Outputs", outputs, "OutputName"),
@@ -161,77 +184,118 @@ def _processing(request: dict[str, Any]) -> None:
         names = [item.get(key) for item in items]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
-            raise RequestRefused(
-                f"{kind}: {key} must be unique, found {', '.join(duplicates)} twice."
-            )
+            found.append(f"{kind}: {key} must be unique, found {', '.join(duplicates)} twice")
 
 
-def _local(where: str, path: Any) -> None:
+def _local(where: str, path: Any, found: list[str]) -> None:
+    if isinstance(path, Unresolved):
+        return
     if not isinstance(path, str) or not path.startswith(PROCESSING_ROOT):
-        raise RequestRefused(f"{where}={path!r} must be a folder under {PROCESSING_ROOT}.")
+        found.append(f"{where}={path!r} must be a folder under {PROCESSING_ROOT}")
 
 
-def _training_definition(request: dict[str, Any], hyper_key: str) -> None:
+def _training_definition(
+    request: Mapping[str, Any], hyper_key: str, found: list[str], field: str = ""
+) -> None:
+    at = f"{field}." if field else ""
     algo = request.get("AlgorithmSpecification", {})
-    no_empty_items("AlgorithmSpecification.ContainerEntrypoint", algo.get("ContainerEntrypoint"))
-    no_empty_items("AlgorithmSpecification.ContainerArguments", algo.get("ContainerArguments"))
-    hyperparameters(hyper_key, request.get(hyper_key))
+    hyperparameter_types(f"{at}{hyper_key}", request.get(hyper_key), found)
     for i, channel in enumerate(request.get("InputDataConfig", [])):
         source = channel.get("DataSource", {}).get("S3DataSource")
         if source:
-            s3_uri(f"InputDataConfig[{i}].DataSource.S3DataSource.S3Uri", source.get("S3Uri"))
-    s3_uri("OutputDataConfig.S3OutputPath", request.get("OutputDataConfig", {}).get("S3OutputPath"))
+            s3_uri(
+                f"{at}InputDataConfig[{i}].DataSource.S3DataSource.S3Uri",
+                source.get("S3Uri"),
+                found,
+            )
+    output = request.get("OutputDataConfig", {}).get("S3OutputPath")
+    s3_uri(f"{at}OutputDataConfig.S3OutputPath", output, found)
     for metric in algo.get("MetricDefinitions", []):
         try:
             re.compile(metric.get("Regex", ""))
         except re.error as exc:
-            raise RequestRefused(
-                f"MetricDefinitions {metric.get('Name')!r}: Regex is not valid ({exc})."
-            ) from exc
+            found.append(f"MetricDefinitions {metric.get('Name')!r}: Regex is not valid ({exc})")
 
 
-def _training(request: dict[str, Any]) -> None:
-    _training_definition(request, "HyperParameters")
+def _training(request: Mapping[str, Any], found: list[str]) -> None:
+    _training_definition(request, "HyperParameters", found)
 
 
-def _tuning(request: dict[str, Any]) -> None:
+def _tuning(request: Mapping[str, Any], found: list[str]) -> None:
+    for field, job in service_rules.training_definitions(request):
+        _training_definition(job, "StaticHyperParameters", found, field)
     definition = request.get("TrainingJobDefinition")
     if not definition:
-        raise RequestRefused("Only tuning jobs with one TrainingJobDefinition run locally.")
-    _training_definition(definition, "StaticHyperParameters")
+        found.append("only tuning jobs with one TrainingJobDefinition run locally")
+        return
     config = request.get("HyperParameterTuningJobConfig", {})
     ranges = config.get("ParameterRanges", {})
     tuned = [r["Name"] for group in ranges.values() for r in group]
     static = set(definition.get("StaticHyperParameters") or {})
     clash = sorted(static & set(tuned))
     if clash:
-        raise RequestRefused(
-            f"Hyperparameter(s) {', '.join(clash)} are both static and tuned; the service "
-            "refuses the tuning job."
+        found.append(
+            f"hyperparameter(s) {', '.join(clash)} are both static and tuned; the service "
+            "refuses the tuning job"
         )
+    _ranges(config, found)
     objective = config.get("HyperParameterTuningJobObjective", {}).get("MetricName")
     names = [m["Name"] for m in definition["AlgorithmSpecification"].get("MetricDefinitions", [])]
     if objective and names and objective not in names:
-        raise RequestRefused(
-            f"The objective metric {objective!r} is not among the MetricDefinitions "
-            f"({', '.join(names)})."
+        found.append(
+            f"the objective metric {objective!r} is not among the MetricDefinitions "
+            f"({', '.join(names)})"
         )
 
 
-def _register(request: dict[str, Any]) -> None:
+# Tuning strategies that run here.
+STRATEGIES = ("Bayesian", "Random", "Grid")
+
+
+def _ranges(config: Mapping[str, Any], found: list[str]) -> None:
+    """The strategy runs here; each range's bounds are in order and fit its scaling type."""
+    strategy = config.get("Strategy", "Bayesian")
+    if strategy not in STRATEGIES:
+        found.append(
+            f"tuning strategy {strategy!r} is not supported locally ({', '.join(STRATEGIES)})"
+        )
+    ranges = config.get("ParameterRanges", {})
+    numeric = ranges.get("ContinuousParameterRanges", []) + ranges.get("IntegerParameterRanges", [])
+    if strategy == "Grid" and numeric:
+        found.append("the Grid strategy takes only CategoricalParameterRanges, as on the service")
+    for spec in numeric:
+        try:
+            low, high = float(spec["MinValue"]), float(spec["MaxValue"])
+        except (TypeError, ValueError):
+            found.append(f"range {spec['Name']}: MinValue and MaxValue must be numbers")
+            continue
+        scaling = spec.get("ScalingType", "Auto")
+        if low > high:
+            found.append(f"range {spec['Name']}: MinValue > MaxValue")
+        elif scaling == "Logarithmic" and low <= 0:
+            found.append(f"range {spec['Name']}: Logarithmic needs MinValue > 0")
+        elif scaling == "ReverseLogarithmic" and not (low >= 0 and high < 1):
+            found.append(
+                f"range {spec['Name']}: ReverseLogarithmic needs 0 <= MinValue, MaxValue < 1"
+            )
+
+
+def _register(request: Mapping[str, Any], found: list[str]) -> None:
     for i, container in enumerate(request.get("InferenceSpecification", {}).get("Containers", [])):
         if "ModelDataUrl" in container:
             s3_uri(
-                f"InferenceSpecification.Containers[{i}].ModelDataUrl", container["ModelDataUrl"]
+                f"InferenceSpecification.Containers[{i}].ModelDataUrl",
+                container["ModelDataUrl"],
+                found,
             )
     metrics = request.get("ModelMetrics", {})
     for group, sources in metrics.items():
         for name, source in (sources or {}).items():
             if isinstance(source, dict) and "S3Uri" in source:
-                s3_uri(f"ModelMetrics.{group}.{name}.S3Uri", source["S3Uri"])
+                s3_uri(f"ModelMetrics.{group}.{name}.S3Uri", source["S3Uri"], found)
 
 
-SERVICE_RULES = {
+SERVICE_RULES: dict[str, Callable[[Mapping[str, Any], list[str]], None]] = {
     "Processing": _processing,
     "Training": _training,
     "Tuning": _tuning,

@@ -1,4 +1,8 @@
-"""The live step table: name, type, status, duration and failure reason, as Studio shows them."""
+"""The live step table: name, type, status, duration and failure reason, as Studio shows them.
+
+A job step's name says what ran it: ``Train (process)`` ran the local command mapped to
+its image, ``Train (image claim-frequency:abc)`` the image itself in a container engine.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,10 @@ from typing import Any, TextIO
 from executor.record import Record
 
 COLUMNS = ("Step", "Type", "Status", "Duration", "Reason")
+PROCESS_NOTE = (
+    "(process): the job ran as a local process, the command mapped to its image, not the "
+    "image the definition names; its success does not prove the image."
+)
 
 
 def duration(step: dict[str, Any]) -> str:
@@ -21,15 +29,17 @@ def duration(step: dict[str, Any]) -> str:
 def rows(record: Record) -> list[tuple[str, ...]]:
     """One row per started step, in start order."""
     out: list[tuple[str, ...]] = []
-    types = record.data["Local"]["Steps"]
+    local = record.data["Local"]["Steps"]
     for step in reversed(record.steps()):
         status = step["StepStatus"]
         if step.get("CacheHitResult"):
             status += " (cached)"
+        details = local.get(step["StepName"], {})
+        runs_as = details.get("RunsAs")
         out.append(
             (
-                step["StepName"],
-                types.get(step["StepName"], {}).get("Type", ""),
+                f"{step['StepName']} ({runs_as})" if runs_as else step["StepName"],
+                details.get("Type", ""),
                 status,
                 duration(step),
                 step.get("FailureReason", ""),
@@ -50,6 +60,8 @@ def render(record: Record, width: int = 100) -> list[str]:
         if reason:
             line += "  " + (reason if len(reason) <= room else reason[: room - 3] + "...")
         lines.append(line.rstrip())
+    if any(row[0].endswith(" (process)") for row in table[1:]):
+        lines.append(PROCESS_NOTE)
     return lines
 
 
@@ -73,12 +85,14 @@ class LiveTable:
                 self.drawn = len(lines)
             else:
                 for row in rows(record):
-                    if self.seen.get(row[0]) != row[2]:
-                        self.seen[row[0]] = row[2]
+                    name, _, runs_as = row[0].partition(" (")
+                    if self.seen.get(name) != row[2]:
+                        self.seen[name] = row[2]
                         done = row[2] not in ("Executing",)
                         extra = f" after {row[3]}" if done else ""
                         reason = f": {row[4]}" if row[4] else ""
-                        self.out.write(f"  {row[0]} ({row[1]}): {row[2]}{extra}{reason}\n")
+                        kind = f"{row[1]}, {runs_as.removesuffix(')')}" if runs_as else row[1]
+                        self.out.write(f"  {name} ({kind}): {row[2]}{extra}{reason}\n")
             self.out.flush()
 
     def final(self, record: Record) -> None:

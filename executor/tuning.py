@@ -237,8 +237,9 @@ def run_tuning(
         **request,
         "HyperParameterTuningJobName": name,
         "HyperParameterTuningJobArn": f"arn:aws:sagemaker:::hyper-parameter-tuning-job/{name}",
-        "HyperParameterTuningStartTime": started,
+        "CreationTime": started,
         "HyperParameterTuningEndTime": now(),
+        "LastModifiedTime": now(),
         "TrainingJobStatusCounters": {
             "Completed": sum(s["TrainingJobStatus"] == "Completed" for s in summaries),
             "Failed": sum(s["TrainingJobStatus"] != "Completed" for s in summaries),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import os
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ from executor.jobs import Runner
 from executor.storage import FolderStore
 
 TINY = Path(__file__).with_name("tiny_image.py")
+SDK_DEFINITIONS = Path(__file__).with_name("sdk")
 # Where ``executor`` is imported from: subprocesses import the same one.
 EXECUTOR_PATH = str(Path(executor.__file__).parent.parent)
 IMAGE = "tiny-image:latest"
@@ -239,8 +241,15 @@ def definition(tune: bool = False) -> dict[str, Any]:
 
 
 def tiny_images() -> LocalImages:
-    """The stand-in image: its ENTRYPOINT is the tiny script."""
-    return LocalImages({IMAGE: LocalImage(("python", str(TINY)))}, interpreter=sys.executable)
+    """The stand-in image: its ENTRYPOINT is the tiny script, its working folder this one (an
+    SDK-built definition names ``tiny_image.py`` in its ContainerEntrypoint)."""
+    image = LocalImage(("python", str(TINY)), workdir=TINY.parent)
+    return LocalImages({IMAGE: image}, interpreter=sys.executable)
+
+
+def sdk_definition(name: str) -> dict[str, Any]:
+    """A definition the SageMaker SDK built (``sdk_definitions.py`` wrote it to ``sdk/``)."""
+    return json.loads((SDK_DEFINITIONS / f"{name}.json").read_text())
 
 
 def execution(

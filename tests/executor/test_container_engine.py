@@ -111,3 +111,4 @@ def test_jobs_run_in_the_image_with_opt_ml_mounted(tmp_path: Path) -> None:
     log = Path(steps["Copy"]["Log"]).read_text()
     assert "rename: errno 18" in log and "greeting hello" in log
     assert steps["Fit"]["Properties"]["FinalMetricDataList"][0]["Value"] == 9.0
+    assert steps["Fit"]["RunsAs"] == f"image {IMAGE.rsplit('/', 1)[-1]}"

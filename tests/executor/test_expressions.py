@@ -84,7 +84,6 @@ def test_json_get_reads_the_property_file() -> None:
         ({"Type": "LessThan", "LeftValue": 1, "RightValue": 0.5}, False),
         ({"Type": "LessThanOrEqualTo", "LeftValue": "10", "RightValue": "9"}, False),
         ({"Type": "In", "QueryValue": {"Get": "Parameters.Name"}, "Values": ["x", "abc"]}, True),
-        ({"Type": "Not", "Expression": {"Type": "Equals", "LeftValue": 1, "RightValue": 1}}, False),
         ({"Type": "Not", "Condition": {"Type": "Equals", "LeftValue": 1, "RightValue": 2}}, True),
         (
             {
@@ -136,14 +135,22 @@ def test_graph_dependencies_branches_and_unsupported_types() -> None:
     spec = {
         "Steps": [
             {"Name": "A", "Type": "Processing", "Arguments": {}},
-            {"Name": "B", "Type": "Training", "Arguments": {"X": {"Get": "Steps.A.Foo"}}},
+            {
+                "Name": "B",
+                "Type": "Training",
+                "Arguments": {"X": {"Get": "Steps.A.ProcessingJobArn"}},
+            },
             {"Name": "C", "Type": "Processing", "Arguments": {}, "DependsOn": ["A"]},
             {
                 "Name": "G",
                 "Type": "Condition",
                 "Arguments": {
                     "Conditions": [
-                        {"Type": "Equals", "LeftValue": {"Get": "Steps.B.X"}, "RightValue": 1}
+                        {
+                            "Type": "Equals",
+                            "LeftValue": {"Get": "Steps.B.TrainingJobStatus"},
+                            "RightValue": "Completed",
+                        }
                     ],
                     "IfSteps": [{"Name": "Ok", "Type": "Fail", "Arguments": {}}],
                     "ElseSteps": [],
@@ -168,17 +175,25 @@ def test_conditions_outside_the_language_are_refused_before_anything_runs() -> N
         return {"Steps": [step]}
 
     assert set(definition.steps(gate(equals, {"Type": "Not", "Condition": equals}))) == {"Gate"}
-    with pytest.raises(DefinitionError, match=r"'And' is not one of .* their conjunction"):
+    with pytest.raises(DefinitionError, match=r"Step 'Gate'.*'And' is not one of .* conjunction"):
         definition.steps(gate({"Type": "And", "Conditions": [equals, equals]}))
     with pytest.raises(DefinitionError, match="'Nand' is not one of"):
         definition.steps(gate({"Type": "Or", "Conditions": [{"Type": "Nand"}]}))
-    with pytest.raises(DefinitionError, match="A Not condition needs a 'Condition'"):
+    with pytest.raises(DefinitionError, match="a Not condition needs a 'Condition'"):
         definition.steps(gate({"Type": "Not"}))
 
 
 @pytest.mark.parametrize(
     ("text", "days", "seconds"),
-    [("P30D", 30, 0), ("p30d", 30, 0), ("30d", 30, 0), ("T16m", 0, 960), ("P4DT12H", 4, 43200)],
+    [
+        ("P30D", 30, 0),
+        ("p30d", 30, 0),
+        ("30d", 30, 0),
+        ("5y", 5 * 365, 0),
+        ("T16m", 0, 960),
+        ("30dT5h", 30, 5 * 3600),
+        ("P4DT12H", 4, 43200),
+    ],
 )
 def test_cache_expire_after_reads_the_forms_the_sdk_documents(
     text: str, days: int, seconds: int
@@ -188,7 +203,7 @@ def test_cache_expire_after_reads_the_forms_the_sdk_documents(
     assert expire_after(text) == timedelta(days=days, seconds=seconds)
 
 
-@pytest.mark.parametrize("text", ["", "P", "PT", "30 days", "P1.5D"])
+@pytest.mark.parametrize("text", ["", "P", "PT", "30dT", "30 days", "P1.5D"])
 def test_cache_expire_after_refuses_other_text(text: str) -> None:
     from executor.cache import expire_after
 

@@ -15,6 +15,8 @@ import pytest
 import executor
 
 PROJECT = ("steps", "conf", "pipelines", "container", "infra")
+# Set for the tests run alone (test_sdk_definitions.py leaves the SDK's build to `make test`).
+STANDALONE = "EXECUTOR_TESTS_STANDALONE"
 SETTINGS = """[pytest]
 addopts = -ra --strict-markers --import-mode=importlib -p no:cacheprovider
 markers = slow: end-to-end runs that take more than a few seconds
@@ -50,9 +52,11 @@ def run_alone(root: Path) -> None:
     modules = [p for p in sorted(here.glob("*.py")) if p.name != Path(__file__).name]
     for path in modules:
         shutil.copy(path, tests / path.name)
+    shutil.copytree(here / "sdk", tests / "sdk")  # the SDK-built definitions
     (root / "pytest.ini").write_text(SETTINGS)
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTEST_ADDOPTS")}
     env["PYTHONPATH"] = str(root)  # for the subprocesses the tests start (warm servers, jobs)
+    env[STANDALONE] = "1"
     proc = subprocess.run(
         [
             sys.executable,
