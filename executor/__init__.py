@@ -17,6 +17,7 @@ The API::
     warm_image(preload, *, cwd, env=None, module=None)  # context manager -> WarmImage | None
     clean(outputs=OUTPUTS, keep=0) -> (removed, kept)
     check_request(kind, request) -> list[str]  # what the service would refuse in a request
+    check_step(step, values) -> list[str]      # the same for a definition step started with values
 
 ``Options`` holds the outputs folder, the store (``folder`` or ``aws``), the
 container engine, the mounts, the region, folders to upload first, the warm
@@ -53,6 +54,7 @@ if TYPE_CHECKING:
     from executor.errors import DefinitionError, ExecutorError, ParameterError, RequestRefused
     from executor.images import ContainerEngine, LocalImage, LocalImages
     from executor.rules import problems as check_request
+    from executor.rules import step_problems as check_step
     from executor.warm import WarmImage
 
 # Name -> (module, attribute): loaded on first use, so that a job-side helper
@@ -72,6 +74,7 @@ _EXPORTS = {
     "WarmImage": ("executor.warm", "WarmImage"),
     "check_parameters": ("executor.definition", "parameters"),
     "check_request": ("executor.rules", "problems"),
+    "check_step": ("executor.rules", "step_problems"),
     "clean": ("executor.api", "clean"),
     "run_definition": ("executor.api", "run_definition"),
     "run_job": ("executor.api", "run_job"),
@@ -93,6 +96,7 @@ __all__ = [
     "WarmImage",
     "check_parameters",
     "check_request",
+    "check_step",
     "clean",
     "run_definition",
     "run_job",

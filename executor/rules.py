@@ -55,6 +55,31 @@ def check(step_type: str, request: dict[str, Any]) -> None:
         raise RequestRefused("; ".join(found) + ".")
 
 
+# Job names a step's job gets at start, as the service makes them (a job name is not
+# in the definition): a processing or training job's and a tuning job's (32 at most).
+_START_NAMES = {
+    "Processing": f"pipelines-{service_rules.EXECUTION_ID_PLACEHOLDER}-step-0a1b2c3d",
+    "Training": f"pipelines-{service_rules.EXECUTION_ID_PLACEHOLDER}-step-0a1b2c3d",
+    "Tuning": f"{service_rules.EXECUTION_ID_PLACEHOLDER[:8]}-step-0a1b2c3d",
+}
+
+
+def step_problems(step: Mapping[str, Any], values: Mapping[str, Any]) -> list[str]:
+    """What the service would refuse in a definition step's job once started with ``values``.
+
+    ``values`` are every parameter's value (defaults included). The request is
+    resolved with them, gets the job name the service would give it, and runs
+    ``problems``; a step that starts no job (condition, fail) has none.
+    """
+    kind = str(step.get("Type", ""))
+    if kind not in OPERATIONS:
+        return []
+    request = service_rules.resolve(step.get("Arguments", {}), values)
+    if kind in JOB_NAME_FIELDS:
+        request[JOB_NAME_FIELDS[kind]] = _START_NAMES[kind]
+    return problems(kind, request)
+
+
 def problems(kind: str, request: Mapping[str, Any]) -> list[str]:
     """Everything the service would refuse in a resolved request; empty when it would accept it.
 

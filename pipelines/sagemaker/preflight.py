@@ -28,7 +28,7 @@ from conf.contract import (
 )
 from conf.errors import ConfigError, require_complete
 from conf.runtime import StartOverrideError, check_start_overrides
-from executor import ParameterError
+from executor import ParameterError, check_step
 from executor import check_parameters as service_parameters
 from executor import service_rules as rules
 
@@ -72,7 +72,7 @@ def check_start(
     except ParameterError as err:
         raise ConfigError(str(err)) from None
     effective = {name: values.get(name, p.get("DefaultValue")) for name, p in declared.items()}
-    _check_lengths(definition, effective)
+    _check_requests(definition, effective)
     if channel is not None:
         upserted = OmegaConf.load(Path(channel) / CONFIG_FILE)
         assert isinstance(upserted, DictConfig)  # a composed config is a mapping
@@ -118,7 +118,7 @@ def parameter_limits(
 # ----------------------------------------------------------------------------- checks
 
 
-def _check_lengths(definition: Mapping[str, Any], effective: Mapping[str, Any]) -> None:
+def _check_requests(definition: Mapping[str, Any], effective: Mapping[str, Any]) -> None:
     for name, (cap, where) in parameter_limits(definition, effective).items():
         value = str(effective[name])
         if len(value) > cap:
@@ -127,11 +127,11 @@ def _check_lengths(definition: Mapping[str, Any], effective: Mapping[str, Any]) 
                 f"{cap} characters for it. Shorten it (for longer overrides, upsert them into "
                 "the pipeline's config instead)."
             )
+    # One mechanism for every start-time rule (enums, instance types, lengths, KMS on
+    # instance storage...): each job's request resolved with the start values, then the
+    # executor's checks of that request.
     for step in rules.job_steps(definition):
-        if step.get("Type") not in _LIMITED_FIELDS:
-            continue
-        request = rules.resolve(step.get("Arguments", {}), effective)
-        problems = rules.request_problems(step["Type"], request)
+        problems = check_step(step, effective)
         if problems:
             raise ConfigError(
                 f"With these parameters the service would refuse step {step['Name']}: "

@@ -403,3 +403,21 @@ def test_quotas_unreadable_warn_and_go_on(train: Built, capsys) -> None:
     assert "could not read the account's SageMaker quotas (AccessDeniedException)" in (
         capsys.readouterr().err
     )
+
+
+# ------------------------------- one mechanism: each job's request checked at start
+
+
+def test_start_refuses_an_instance_type_the_service_does_not_have(train: Built) -> None:
+    """The executor's request checks on the resolved requests, enums included."""
+    with pytest.raises(ConfigError, match=r"step Prepare: .*'ml\.bogus\.huge' is not one of"):
+        train.check(ProcessingInstanceType="ml.bogus.huge")
+
+
+def test_start_refuses_instance_storage_with_the_pipelines_kms_key(tune: Built) -> None:
+    """The key is fixed at upsert, the instance type at start: their combination is checked."""
+    with pytest.raises(ConfigError, match=r"step Tune: .*'ml\.r5d\.xlarge'.*VolumeKmsKeyId"):
+        tune.check(TrainingInstanceType="ml.r5d.xlarge")
+    assert tune.check(TrainingInstanceType="ml.c5.2xlarge") == {
+        "TrainingInstanceType": "ml.c5.2xlarge"
+    }
