@@ -99,7 +99,7 @@ local-pipeline: env-sagemaker ## Execute the pipeline definition here, as SageMa
 	$(RUN) python -m pipelines.sagemaker.local_pipeline $(ARGS)
 
 local-pipeline-clean: env ## Remove old local pipeline executions and what they stored (ARGS="--keep 3")
-	$(RUN) python -m pipelines.sagemaker.local_pipeline clean $(ARGS)
+	$(RUN) python -m executor clean $(ARGS)
 
 clean: ## Remove the environments (outputs are kept)
 	rm -rf .venv .venv-3.* .tools

@@ -11,6 +11,7 @@ an image runs here when no container engine runs it.
 from __future__ import annotations
 
 import copy
+import fcntl
 import json
 import os
 import shutil
@@ -153,6 +154,7 @@ def run_definition(
         execution_id = new_execution_id()
         folder = outputs / execution_id
         folder.mkdir(parents=True)
+        stack.enter_context(_running(folder))
         runner = _runner(options, store, images, folder / JOBS, folder, region, isolation, stack)
         registry_client = None
         if options.store == "aws":
@@ -267,21 +269,66 @@ def clean(outputs: Path = OUTPUTS, keep: int = 0) -> tuple[int, int]:
     """Remove all but the newest ``keep`` executions and what they stored in the folder store.
 
     Objects that a kept execution still uses (for example through a cache hit) stay.
-    Returns (removed, kept).
+    A running execution (its process holds its lock: a killed one does not) is never
+    touched, nor is one whose record cannot be read (a warning names it). Returns
+    (removed, kept).
     """
+    if keep < 0:
+        raise ExecutorError(f"keep={keep}: the number of executions to keep is 0 or more.")
     root = Path(outputs)
     records = sorted(root.glob(f"*/{RECORD}"), key=lambda p: p.stat().st_mtime, reverse=True)
-    kept, removed = records[:keep], records[keep:]
-    used = set().union(*(_stored_prefixes(p) for p in kept))
+    prefixes: dict[Path, set[str]] = {}
+    untouchable: list[Path] = []
+    for path in records:
+        found = _stored_prefixes(path)
+        if found is None:
+            print(f"warning: {path} is not an execution record: skipped.", file=sys.stderr)
+            untouchable.append(path)
+        elif _is_running(path.parent):
+            untouchable.append(path)
+        else:
+            prefixes[path] = found
+    candidates = [p for p in records if p in prefixes]
+    kept, removed = candidates[:keep], candidates[keep:]
+    used = set().union(*(prefixes[p] for p in kept))
+    used |= set().union(*(_stored_prefixes(p) or set() for p in untouchable))
     store = (root / STORE).resolve()
     for path in removed:
-        for prefix in sorted(_stored_prefixes(path) - used):
+        for prefix in sorted(prefixes[path] - used):
             target = (store / prefix).resolve()
             if target.is_relative_to(store) and target != store and target.exists():
                 shutil.rmtree(target) if target.is_dir() else target.unlink()
                 _prune(target.parent, store)
         shutil.rmtree(path.parent)
-    return len(removed), len(kept)
+    return len(removed), len(kept) + len(untouchable)
+
+
+LOCK = ".running"
+
+
+@contextmanager
+def _running(folder: Path) -> Iterator[None]:
+    """Hold the execution's lock while it runs; the system releases it if the process dies."""
+    with open(folder / LOCK, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _is_running(folder: Path) -> bool:
+    """Whether a live process holds ``folder``'s execution lock."""
+    lock = folder / LOCK
+    if not lock.exists():
+        return False
+    with open(lock) as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return False
 
 
 # ----------------------------------------------------------------------------- setup
@@ -397,22 +444,27 @@ def _stoppable(work: Callable[[], T], stop: Callable[[], None], on_signals: bool
 # ----------------------------------------------------------------------- housekeeping
 
 
-def _stored_prefixes(path: Path) -> set[str]:
-    """The store prefixes an execution's steps wrote or reused (outputs, training job folders)."""
+def _stored_prefixes(path: Path) -> set[str] | None:
+    """The store prefixes an execution's steps wrote or reused (outputs, training job folders).
+
+    None when the record is not an execution record (unreadable, or of another shape).
+    """
     try:
         record = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return set()
-    uris: list[str] = []
-    for step in record.get("Local", {}).get("Steps", {}).values():
-        props = step.get("Properties") or {}
-        outputs = props.get("ProcessingOutputConfig", {}).get("Outputs", [])
-        uris += [o["S3Output"]["S3Uri"] for o in outputs if "S3Output" in o]
-        uris += [props.get("ModelArtifacts", {}).get("S3ModelArtifacts") or ""]
-        summaries = props.get("TrainingJobSummaries", [])
-        if summaries:
-            base = props["TrainingJobDefinition"]["OutputDataConfig"]["S3OutputPath"]
-            uris += [f"{base}/{s['TrainingJobName']}" for s in summaries]
+        uris: list[str] = []
+        for step in record.get("Local", {}).get("Steps", {}).values():
+            props = step.get("Properties") or {}
+            outputs = props.get("ProcessingOutputConfig", {}).get("Outputs", [])
+            uris += [o["S3Output"]["S3Uri"] for o in outputs if "S3Output" in o]
+            uris += [props.get("ModelArtifacts", {}).get("S3ModelArtifacts") or ""]
+            summaries = props.get("TrainingJobSummaries", [])
+            if summaries:
+                base = props["TrainingJobDefinition"]["OutputDataConfig"]["S3OutputPath"]
+                uris += [f"{base}/{s['TrainingJobName']}" for s in summaries]
+    except (OSError, ValueError, AttributeError, KeyError, TypeError):
+        return None
+    if not all(isinstance(uri, str) for uri in uris):
+        return None
     out = set()
     for uri in filter(None, uris):
         key = uri.removeprefix("s3://").rstrip("/")

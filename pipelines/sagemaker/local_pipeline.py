@@ -3,7 +3,7 @@
     python -m pipelines.sagemaker.local_pipeline [--param Name=Value ...] [--allow-any-input]
         [--container docker|podman|finch [--container-flag=FLAG ...]] [--s3 folder|aws]
         [--outputs DIR] [--mounts auto|tmpfs|plain] [--cold] [OVERRIDES...]
-    python -m pipelines.sagemaker.local_pipeline clean [--keep N] [--outputs DIR]
+    python -m executor clean [--keep N] [--outputs DIR]      (make local-pipeline-clean)
 
 The definition is built by the same code as ``make upsert-pipeline`` (same
 overrides, config channel and JSON), with local placeholders for unset account
@@ -39,7 +39,6 @@ from executor import (
     LocalImages,
     Options,
     WarmImage,
-    clean,
     run_definition,
     warm_image,
 )
@@ -239,35 +238,9 @@ def execute(args: argparse.Namespace) -> int:
     return 0 if result.status == "Succeeded" else 1
 
 
-def _count(text: str) -> int:
-    """A whole number of at least 0 (argparse type)."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 0")
-    return value
-
-
-def clean_command(argv: Sequence[str]) -> int:
-    """Remove old local executions and what they stored, keeping the newest ``--keep``."""
-    parser = argparse.ArgumentParser(prog="python -m pipelines.sagemaker.local_pipeline clean")
-    parser.add_argument(
-        "--keep", type=_count, default=0, help="keep the newest N executions (N >= 0)"
-    )
-    parser.add_argument("--outputs", type=Path, default=OUTPUTS, help=f"default: {OUTPUTS}")
-    args = parser.parse_args(argv)
-    removed, kept = clean(args.outputs, args.keep)
-    print(f"Removed {removed} local execution(s) and their stored outputs; kept {kept}.")
-    return 0
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        if argv[:1] == ["clean"]:
-            return clean_command(argv[1:])
         return execute(parse_args(argv))
     except (UserError, ExecutorError) as err:
         return report(err)

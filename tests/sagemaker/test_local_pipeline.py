@@ -198,20 +198,6 @@ def test_container_engine_and_image_are_checked_before_anything_runs(
     assert record == {}  # no execution started
 
 
-@pytest.mark.parametrize("keep", ["-1", "x"])
-def test_clean_refuses_a_negative_or_unreadable_keep(
-    keep: str, tmp_path: Path, capsys: pytest.CaptureFixture
-) -> None:
-    outputs = tmp_path / "pipelines"
-    (outputs / "a1").mkdir(parents=True)
-    (outputs / "a1" / "execution.json").write_text("{}")
-    with pytest.raises(SystemExit) as exit_:
-        local_pipeline.main(["clean", "--keep", keep, "--outputs", str(outputs)])
-    assert exit_.value.code == 2
-    assert "at least 0" in capsys.readouterr().err
-    assert (outputs / "a1" / "execution.json").exists()
-
-
 def test_outputs_under_a_file_are_refused_before_anything_runs(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:

@@ -4,8 +4,6 @@ the /opt/ml layout the executor writes as the job side reads it."""
 from __future__ import annotations
 
 import json
-import os
-import time
 from pathlib import Path
 
 import pytest
@@ -85,18 +83,6 @@ def test_errors_are_one_line_and_exit_2(capsys: pytest.CaptureFixture) -> None:
     assert local_pipeline.main(["--cold", "--param", "NoEquals"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: --param 'NoEquals'") and len(err.strip().splitlines()) == 1
-
-
-def test_clean_keeps_the_newest_executions(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    outputs = tmp_path / "pipelines"
-    for age, name in ((100, "old"), (0, "new")):
-        record = outputs / name / "execution.json"
-        record.parent.mkdir(parents=True)
-        record.write_text(json.dumps({"Local": {"Steps": {}}}))
-        os.utime(record, (time.time() - age, time.time() - age))
-    assert local_pipeline.main(["clean", "--keep", "1", "--outputs", str(outputs)]) == 0
-    assert [p.name for p in outputs.iterdir()] == ["new"]
-    assert "Removed 1 local execution(s)" in capsys.readouterr().out
 
 
 def test_the_executor_evaluates_the_conditions_the_sdk_writes() -> None:
