@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,31 @@ from steps.train import load_model, read_input, report, split_metrics
 
 log = logging.getLogger(__name__)
 REPORTED = ("poisson_deviance", "d2", "gini", "mae", "mse", "baseline_poisson_deviance")
+# A model whose test deviance is more than this many times the constant baseline's has
+# failed (diverged, or learnt noise), not merely underfitted.
+FAILED_MODEL_FACTOR = 2.0
+
+
+def model_warning(test: dict[str, Any]) -> str | None:
+    """Why the test metrics say the model failed, or None.
+
+    A deviance that is not finite, or far worse than predicting the mean (the constant
+    baseline), means the fit diverged or learnt noise: the run says so loudly, and
+    the pipeline's quality gate refuses to register such a model.
+    """
+    deviance, baseline = test.get("poisson_deviance"), test.get("baseline_poisson_deviance")
+    if deviance is None or not math.isfinite(deviance):
+        return f"the test Poisson deviance is {deviance}: the model's predictions are not usable"
+    if (
+        baseline is not None
+        and math.isfinite(baseline)
+        and deviance > FAILED_MODEL_FACTOR * baseline
+    ):
+        return (
+            f"the test Poisson deviance {deviance:.6g} is more than {FAILED_MODEL_FACTOR:g} times "
+            f"the constant baseline's {baseline:.6g}: the fit diverged or learnt noise"
+        )
+    return None
 
 
 def check_features(model: FrequencyModel, cfg: DictConfig) -> None:
@@ -63,6 +89,10 @@ def evaluate(
             cfg, validation, model.predict(validation), model.train_mean_frequency
         )
     report("test", metrics["test"], REPORTED)
+    warning = model_warning(metrics["test"])
+    if warning:
+        metrics["warning"] = f"The model failed: {warning}. Do not use it."
+        log.warning("%s", metrics["warning"])
 
     claims, expo = test[cfg.data.target].to_numpy(float), exposure(test, cfg.data)
     truth = cfg.data.true_frequency if cfg.data.true_frequency in test else None

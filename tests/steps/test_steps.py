@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import matplotlib.image
+import numpy as np
 import pandas as pd
 import pytest
 from omegaconf import DictConfig
@@ -91,6 +92,39 @@ def test_evaluate_writes_metrics_and_plots(
         assert image.shape[0] > 300 and image.shape[1] > 300
         assert image.std() > 0.05  # not a blank canvas
     assert not list((tmp_path / "report").glob(".staging-*"))
+
+
+def test_a_model_that_failed_is_reported_as_such(
+    small_cfg: DictConfig,
+    splits: dict[str, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A diverged fit (predictions of 1e30) is named in metrics.json and the log."""
+    from steps.model import FrequencyModel
+
+    small = compose(["data.n_rows=20000", "model=constant"])
+    train(small, splits["train"], splits["validation"], tmp_path / "model")
+    monkeypatch.setattr(FrequencyModel, "predict", lambda self, df: np.full(len(df), 1e30))
+    evaluate(small, tmp_path / "model", splits["test"], tmp_path / "report")
+    saved = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    assert "The model failed" in saved["warning"] and "constant baseline" in saved["warning"]
+    assert "The model failed" in caplog.text
+    monkeypatch.undo()
+    assert "warning" not in evaluate(small, tmp_path / "model", splits["test"], tmp_path / "r2")
+
+
+def test_model_warning_names_non_finite_and_far_worse_deviances() -> None:
+    from steps.evaluate import model_warning
+
+    assert model_warning({"poisson_deviance": 0.5, "baseline_poisson_deviance": 0.52}) is None
+    assert model_warning({"poisson_deviance": 0.6, "baseline_poisson_deviance": 0.5}) is None
+    assert "2 times" in str(
+        model_warning({"poisson_deviance": 2.4e25, "baseline_poisson_deviance": 0.5})
+    )
+    assert "not usable" in str(model_warning({"poisson_deviance": float("nan")}))
+    assert "not usable" in str(model_warning({"poisson_deviance": None}))
 
 
 def test_evaluate_without_a_model_writes_nothing(
