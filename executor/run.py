@@ -98,9 +98,7 @@ def execute(args: argparse.Namespace) -> int:
 
 def clean_command(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m executor clean")
-    parser.add_argument(
-        "--keep", type=int, default=0, help="keep the newest N executions (N >= 0)"
-    )
+    parser.add_argument("--keep", type=int, default=0, help="keep the newest N executions (N >= 0)")
     parser.add_argument("--outputs", type=Path, default=OUTPUTS, help=f"default: {OUTPUTS}")
     args = parser.parse_args(argv)
     removed, kept = clean(args.outputs, args.keep)

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig
 
@@ -19,6 +20,16 @@ from infra.image.tag import SourceTag, image_name
 from pipelines.sagemaker.ecr import tag_exists
 
 DOCKERFILE = "container/Dockerfile"
+# The only manifest SageMaker's CreateModel accepts: Docker v2 schema 2. It refuses OCI
+# manifests and OCI indexes ("Unsupported manifest media type"), which podman builds by
+# default and BuildKit pushes with attestations or the containerd image store.
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+# Per engine, the build flags that give a Docker v2 schema 2 image.
+MANIFEST_FLAGS = {
+    "podman": ("--format", "docker"),
+    "docker": ("--provenance=false", "--sbom=false", "--output", "type=docker"),
+    "finch": ("--provenance=false", "--output", "type=docker"),
+}
 # Labels the Dockerfile sets: the source revision and the base the image was built on.
 REVISION_LABEL = "org.opencontainers.image.revision"
 BASE_LABEL = "io.claim-frequency.base-image"
@@ -34,6 +45,7 @@ def build_command(
 ) -> list[str]:
     """Build the image from the repository root (the build context)."""
     cmd = engine.cmd("build", *engine.limit_flags, "--platform", platform, "-f", DOCKERFILE)
+    cmd += MANIFEST_FLAGS.get(engine.name, ())
     cmd += ["-t", image, "--build-arg", f"REVISION={revision}"]
     if base:
         cmd += ["--build-arg", f"BASE_IMAGE={base}"]
@@ -137,6 +149,25 @@ def push(engine: Engine, sagemaker: DictConfig, source: SourceTag, record: Path)
         run(login_command(engine, registry), stdin=password)
         run(tag_command(engine, local, uri))
         run(push_command(engine, uri))
+    check_manifest(ecr, repository, source.tag, uri)
     record_image_uri(record, uri)
     print(f"Pushed {uri}\nRecorded sagemaker.image_uri in {record}: upsert uses it.", flush=True)
     return uri
+
+
+def check_manifest(ecr: Any, repository: str, tag: str, uri: str) -> None:
+    """Refuse to record an image whose manifest SageMaker cannot use (CreateModel)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        details = ecr.describe_images(repositoryName=repository, imageIds=[{"imageTag": tag}])
+        media = details["imageDetails"][0].get("imageManifestMediaType")
+    except (BotoCoreError, ClientError) as exc:
+        raise ImageError(f"Cannot read the pushed image {uri} back from ECR: {exc}") from exc
+    if media != DOCKER_MANIFEST:
+        raise ImageError(
+            f"ECR holds {uri} with the manifest type {media}, which SageMaker refuses "
+            f"(CreateModel accepts only {DOCKER_MANIFEST}): it was not recorded. Build it "
+            "again with `make build-image` (which asks every engine for a Docker manifest) "
+            "and push a new commit."
+        )

@@ -320,6 +320,23 @@ def test_the_image_names_its_source_and_its_base(engine: tool.Engine, image: str
         assert base.startswith("python:3.11"), base
 
 
+def test_the_image_has_a_manifest_sagemaker_accepts(engine: tool.Engine, image: str) -> None:
+    """CreateModel refuses OCI manifests and indexes: podman builds Docker v2 schema 2."""
+    import subprocess
+
+    from infra.image.build import DOCKER_MANIFEST
+
+    if engine.name != "podman":
+        pytest.skip("the manifest type is read from podman's image store")
+    done = subprocess.run(
+        engine.cmd("image", "inspect", "--format", "{{.ManifestType}}", image),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.strip() == DOCKER_MANIFEST
+
+
 def test_run_local_runs_each_job_after_those_that_make_its_inputs(
     engine: tool.Engine, image: str, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -118,10 +118,13 @@ def test_command_lines() -> None:
     assert ("--build-arg", "REVISION=abc") in pairs
     assert ("--build-arg", "BASE_IMAGE=claim-frequency-base:bookworm") in pairs
     assert ("--secret", f"id=ca-bundle,src={Path('ca.pem').resolve()}") in pairs
+    # A Docker v2 schema 2 manifest, the only one SageMaker's CreateModel accepts.
+    assert ("--format", "docker") in pairs
 
     docker = build.build_command(engine.Engine("docker", "docker"), "repo:abc", "abc")
     assert docker == [
         "docker", "build", "--platform", "linux/amd64", "-f", "container/Dockerfile",
+        "--provenance=false", "--sbom=false", "--output", "type=docker",
         "-t", "repo:abc", "--build-arg", "REVISION=abc", ".",
     ]  # fmt: skip
 
@@ -227,7 +230,7 @@ def test_build_runs_the_engine_from_the_repository_root(
     built, inspect = calls(fake_tool)
     assert Path(built["cwd"]).resolve() == engine.REPO_ROOT
     expected = build.build_command(
-        engine.Engine("x", "docker"), "other:0123456789ab", "0123456789ab", base=argv[2]
+        engine.Engine("x", "fake-docker"), "other:0123456789ab", "0123456789ab", base=argv[2]
     )
     assert built["args"] == expected[1:]
     assert inspect["args"][:2] == ["image", "inspect"]
@@ -299,6 +302,24 @@ def test_push_logs_in_tags_pushes_and_records_the_uri_for_upsert(
     assert "auth-token" not in out
     # Upsert composes the config: the pushed URI is what it now uses.
     assert conf.compose([]).sagemaker.image_uri == uri
+
+
+def test_push_refuses_to_record_a_manifest_sagemaker_cannot_use(
+    aws: str,
+    fake_tool: Path,
+    clean_source: tag.SourceTag,
+    record: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """An OCI manifest (podman's default, BuildKit's attestations) is never recorded."""
+    oci = "application/vnd.oci.image.manifest.v1+json"
+    monkeypatch.setenv("STANDIN_MANIFEST_TYPE", oci)
+    boto3.client("ecr", region_name="eu-west-1").create_repository(repositoryName="claims")
+    assert cli.main([*PUSH, "--record", str(record)]) == 2
+    err = capsys.readouterr().err
+    assert f"manifest type {oci}, which SageMaker refuses" in err and "not recorded" in err
+    assert not record.exists()
 
 
 def test_push_refuses_uncommitted_sources_without_the_flag(
