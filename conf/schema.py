@@ -166,6 +166,12 @@ class SageMakerConfig:
     volume_size_gb: int = MISSING
     max_runtime_seconds: int = MISSING
     tags: dict[str, str] = MISSING
+    # Cloud runs (`make cloud-run`): managed spot training, how long it may wait for
+    # spot capacity (null: twice max_runtime_seconds), and a warm pool kept after
+    # each job (seconds; 0: none; not with spot).
+    spot: bool = MISSING
+    max_wait_seconds: int | None = MISSING
+    keep_alive_seconds: int = MISSING
 
 
 @dataclass
