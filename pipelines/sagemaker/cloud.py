@@ -489,8 +489,8 @@ def run_jobs(
     """Start the jobs (at most ``max_parallel`` at a time), follow them and fetch their outputs.
 
     One line per status change. SIGINT or SIGTERM stops every job started (their
-    names are listed) and raises ``Interrupted``. With ``detach`` the jobs are
-    started and left running (at most ``max_parallel`` of them).
+    names are listed) and raises ``Interrupted``. With ``detach`` every job is
+    started and left running (``launch`` refuses more jobs than ``max_parallel``).
     """
     out = out or sys.stdout
     sweep = planned.sweep
@@ -509,12 +509,6 @@ def run_jobs(
                     _update(job, backend.describe(job.name), seen, out)
                     sweep.save()
                 if detach:
-                    if pending:
-                        print(
-                            f"{len(pending)} job(s) not started: --detach starts at most "
-                            f"{max_parallel} (hydra.launcher.max_parallel_jobs).",
-                            file=out,
-                        )
                     return sweep
                 for job in list(running):
                     described = backend.describe(job.name)
@@ -574,6 +568,15 @@ def fetch_job(sweep: Sweep, job: Job, backend: Backend) -> None:
 
 
 # --------------------------------------------------------------------------- summary
+
+
+def detached_message(sweep: Sweep) -> str:
+    """How to follow and fetch a sweep started with ``--detach``."""
+    sid = sweep.sweep_id
+    return (
+        f'Started sweep {sid}. Follow it with `make cloud-status ARGS="{sid}"`, '
+        f'fetch it with `make cloud-fetch ARGS="{sid}"`.'
+    )
 
 
 def summary(sweep: Sweep, out: TextIO | None = None) -> int:
@@ -637,13 +640,20 @@ def launch(
     poll_seconds: float = 15.0,
     backend_factory: Callable[[Planned], Backend] | None = None,
     out: TextIO | None = None,
+    sweep_id: str | None = None,
 ) -> Sweep:
     """Check every job, write ``sweep.json``, start the jobs and (unless detached) fetch them."""
     out = out or sys.stdout
     if local and detach:
         raise UserError("--detach needs SageMaker: a --local job runs here until it ends.")
+    if detach and len(jobs) > max(1, max_parallel):
+        raise UserError(
+            f"--detach starts every job at once, and {len(jobs)} jobs exceed "
+            f"hydra.launcher.max_parallel_jobs={max_parallel}: raise it, or follow the sweep "
+            "(no --detach) so that jobs start as others end."
+        )
     with tempfile.TemporaryDirectory(prefix="cloud-run-") as tmp:
-        planned = plan(jobs, Path(tmp), local=local)
+        planned = plan(jobs, Path(tmp), local=local, sweep_id=sweep_id)
         if backend_factory is not None:
             backend = backend_factory(planned)
         elif local:

@@ -21,12 +21,16 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from conf.errors import UserError, report
+from conf.errors import ConfigError, UserError, report
 from pipelines.sagemaker import cloud
 
 # Hydra overrides of a cloud sweep: the jobs run in SageMaker, so the local run's
 # callbacks (its checks and its summary of a local sweep folder) do not apply.
-CLOUD_SWEEP = ["hydra/launcher=sagemaker", "~hydra.callbacks"]
+CLOUD_SWEEP = [
+    "hydra/launcher=sagemaker",
+    "~hydra.callbacks.run_checks",
+    "~hydra.callbacks.sweep_summary",
+]
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -68,10 +72,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def finish(sweep: cloud.Sweep, detached: bool) -> int:
     """The sweep's summary (or how to follow a detached one); the exit code."""
     if detached:
-        print(
-            f"Started sweep {sweep.sweep_id}. Follow it with `make cloud-status "
-            f'ARGS="{sweep.sweep_id}"`, fetch it with `make cloud-fetch ARGS="{sweep.sweep_id}"`.'
-        )
+        print(cloud.detached_message(sweep), flush=True)
         return 0
     for job in sweep.jobs:
         if job.folder:
@@ -84,10 +85,15 @@ def multirun(args: argparse.Namespace) -> int:
     from hydra._internal.hydra import Hydra
     from hydra._internal.utils import create_config_search_path
     from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
 
     from conf import CONF_DIR
 
+    sweep_id = cloud.new_sweep_id()
     launcher = [
+        f"hydra.launcher.sweep_id={sweep_id}",
+        f"hydra.sweep.dir={cloud.OUTPUTS / sweep_id}",
         f"hydra.launcher.local={str(args.local).lower()}",
         f"hydra.launcher.detach={str(args.detach).lower()}",
         f"hydra.launcher.poll_seconds={args.poll}",
@@ -105,6 +111,9 @@ def multirun(args: argparse.Namespace) -> int:
             task_function=_never_called,
             overrides=[*CLOUD_SWEEP, *launcher, *args.overrides],
         )
+    except (HydraException, OmegaConfBaseException) as err:
+        overrides = " ".join(args.overrides)
+        raise ConfigError(f"Invalid overrides {overrides!r}: {err}") from None
     finally:
         GlobalHydra.instance().clear()
     return max((code for _, code in cloud.SWEEPS), default=0)
@@ -159,7 +168,10 @@ COMMANDS = {"run": cmd_run, "status": cmd_status, "fetch": cmd_fetch}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from steps import register_schemas
+
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    register_schemas()
     try:
         return COMMANDS[args.command](args)
     except cloud.Interrupted as err:
