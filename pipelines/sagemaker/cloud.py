@@ -290,21 +290,22 @@ def training_request(
     return request
 
 
-def check_request(request: dict[str, Any]) -> None:
+def check_request(request: dict[str, Any], operation: str = "CreateTrainingJob") -> None:
     """Refuse what the service would: botocore's validation, then the service's own rules."""
     from botocore.session import get_session
     from botocore.validate import ParamValidator
 
     from executor import service_rules
 
-    model = get_session().get_service_model("sagemaker").operation_model("CreateTrainingJob")
+    model = get_session().get_service_model("sagemaker").operation_model(operation)
     report = ParamValidator().validate(request, model.input_shape)
     problems = [report.generate_report()] if report.has_errors() else []
-    problems += service_rules.request_problems("Training", request)
-    if len(request["TrainingJobName"]) > MAX_JOB_NAME:
+    step_type = "Training" if operation == "CreateTrainingJob" else "Tuning"
+    problems += service_rules.request_problems(step_type, request)
+    if len(request.get("TrainingJobName", "")) > MAX_JOB_NAME:
         problems.append(f"TrainingJobName is longer than {MAX_JOB_NAME} characters")
     if problems:
-        raise ConfigError("The training job request would be refused: " + "; ".join(problems))
+        raise ConfigError(f"The {operation} request would be refused: " + "; ".join(problems))
 
 
 # ---------------------------------------------------------------------------- a sweep
@@ -319,6 +320,7 @@ class Planned:
     channels: list[Path]
     region: str
     scratch: Path
+    configs: list[DictConfig] = field(default_factory=list)
 
 
 def plan(
@@ -331,6 +333,7 @@ def plan(
     sweep_id = sweep_id or new_sweep_id()
     planned: Planned | None = None
     requests, channels, records = [], [], []
+    configs: list[DictConfig] = []
     region = ""
     for index, job in enumerate(jobs):
         overrides = list(job)
@@ -352,6 +355,7 @@ def plan(
             raise type(err)(f"Job {index} ({' '.join(job)}) of the sweep: {err}") from None
         region = str(cfg.sagemaker.region or os.environ.get("AWS_REGION") or "us-east-1")
         requests.append(request)
+        configs.append(cfg)
         channels.append(folder)
         records.append(Job(index, list(job), name, uri))
         if planned is None:
@@ -361,8 +365,13 @@ def plan(
     if planned is None:
         raise ConfigError("The sweep has no jobs.")
     planned.sweep.jobs, planned.requests, planned.channels = records, requests, channels
+    planned.configs = configs
     planned.region = region
     return planned
+
+
+class JobFailed(UserError):
+    """A job ended without success (its reason is the message)."""
 
 
 class Interrupted(BaseException):
@@ -374,7 +383,7 @@ class Interrupted(BaseException):
 
 
 @contextmanager
-def _signals_raise() -> Iterator[None]:
+def signals_raise() -> Iterator[None]:
     def handler(signum: int, frame: FrameType | None) -> None:
         raise Interrupted(signum)
 
@@ -402,6 +411,15 @@ class Backend:
         raise NotImplementedError
 
     def download(self, uri: str, target: Path) -> None:
+        raise NotImplementedError
+
+    def start_tuning(self, request: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def describe_tuning(self, name: str) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def stop_tuning(self, name: str) -> None:
         raise NotImplementedError
 
 
@@ -435,6 +453,15 @@ class AwsBackend(Backend):
         bucket, _, key = uri.removeprefix("s3://").partition("/")
         self.s3.download_file(bucket, key, str(target))
 
+    def start_tuning(self, request: dict[str, Any]) -> None:
+        self.sm.create_hyper_parameter_tuning_job(**request)
+
+    def describe_tuning(self, name: str) -> dict[str, Any]:
+        return self.sm.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)
+
+    def stop_tuning(self, name: str) -> None:
+        self.sm.stop_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)
+
 
 class LocalBackend(Backend):
     """The executor: each request run here by ``executor.run_job``, outputs in its store."""
@@ -450,13 +477,25 @@ class LocalBackend(Backend):
         self.uploads[uri] = folder
 
     def start(self, request: dict[str, Any]) -> None:
+        self.results[request["TrainingJobName"]] = self._run("CreateTrainingJob", request)
+
+    def start_tuning(self, request: dict[str, Any]) -> None:
+        name = request["HyperParameterTuningJobName"]
+        self.results[name] = self._run("CreateHyperParameterTuningJob", request)
+
+    def describe_tuning(self, name: str) -> dict[str, Any]:
+        return self.results[name]
+
+    def stop_tuning(self, name: str) -> None:  # a local job ends before start returns
+        return None
+
+    def _run(self, operation: str, request: dict[str, Any]) -> dict[str, Any]:
         from executor import Options, run_job
         from pipelines.sagemaker.local_pipeline import project_images
 
-        image = request["AlgorithmSpecification"]["TrainingImage"]
+        spec = request.get("TrainingJobDefinition", request)["AlgorithmSpecification"]
         options = Options(outputs=self.outputs, uploads=dict(self.uploads))
-        run = run_job("CreateTrainingJob", request, project_images(image), options)
-        self.results[request["TrainingJobName"]] = run.describe
+        return run_job(operation, request, project_images(spec["TrainingImage"]), options).describe
 
     def describe(self, name: str) -> dict[str, Any]:
         return self.results[name]
@@ -498,7 +537,7 @@ def run_jobs(
     running: list[Job] = []
     started: list[Job] = []
     seen: dict[str, str] = {}
-    with _signals_raise():
+    with signals_raise():
         try:
             while pending or running:
                 while pending and len(running) < max(1, max_parallel):

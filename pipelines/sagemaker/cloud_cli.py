@@ -44,6 +44,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     run.add_argument("-m", "--multirun", action="store_true", help="one job per sweep job")
     run.add_argument("--poll", type=float, default=15.0, help="seconds between status checks")
     run.add_argument("--max-parallel", type=int, default=4, help="jobs running at a time")
+    tune = commands.add_parser("tune", help="a standalone tuning job of the `tuning` config")
+    tune.add_argument("--local", action="store_true", help="run the request here (executor)")
+    tune.add_argument("--poll", type=float, default=30.0, help="seconds between status checks")
     for name in ("status", "fetch"):
         command = commands.add_parser(name)
         command.add_argument("sweep_id")
@@ -164,7 +167,59 @@ def _backend(sweep: cloud.Sweep) -> cloud.Backend:
     return cloud.AwsBackend(region(compose_checked([])))
 
 
-COMMANDS = {"run": cmd_run, "status": cmd_status, "fetch": cmd_fetch}
+def cmd_tune(args: argparse.Namespace) -> int:
+    """``make cloud-tune``: one tuning job (each training job a whole run); its best overrides."""
+    import tempfile
+    import time
+    from pathlib import Path
+
+    from conf.errors import ConfigError
+    from pipelines.sagemaker import cloud_tuning
+
+    with tempfile.TemporaryDirectory(prefix="cloud-tune-") as tmp:
+        planned = cloud.plan([args.overrides], Path(tmp), local=args.local)
+        cfg, training = planned.configs[0], planned.requests[0]
+        if not cfg.tuning.parameters:
+            raise ConfigError(
+                f"model '{cfg.model.name}' has no search space (tuning.parameters is empty): "
+                "tune a model with one (e.g. model=hgb_poisson)."
+            )
+        name = f"tune-{planned.sweep.sweep_id}"
+        request = cloud_tuning.tuning_request(cfg, name, training, training["Tags"])
+        cloud.check_request(request, "CreateHyperParameterTuningJob")
+        backend = cloud.LocalBackend() if args.local else cloud.AwsBackend(planned.region)
+        backend.upload(planned.channels[0], planned.sweep.jobs[0].channel_uri)
+        print(f"Tuning job {name} ({'here' if args.local else planned.region})", flush=True)
+        status, seen = "", ""
+        try:
+            with cloud.signals_raise():
+                backend.start_tuning(request)
+                while status not in cloud.TERMINAL:
+                    described = backend.describe_tuning(name)
+                    status = str(described.get("HyperParameterTuningJobStatus", ""))
+                    counters = described.get("TrainingJobStatusCounters", {})
+                    line = f"{name}  {status}  " + " ".join(
+                        f"{k}={v}" for k, v in sorted(counters.items()) if v
+                    )
+                    if line != seen:
+                        print(line.rstrip(), flush=True)
+                        seen = line
+                    if status not in cloud.TERMINAL:
+                        time.sleep(args.poll)
+        except cloud.Interrupted:
+            if status not in cloud.TERMINAL:
+                backend.stop_tuning(name)
+            print(f"interrupted: stopping the tuning job {name}", flush=True)
+            raise
+    if status != "Completed":
+        reason = described.get("FailureReason") or f"the tuning job ended {status}"
+        raise cloud.JobFailed(f"Tuning job {name}: {reason}")
+    best = cloud_tuning.best_overrides(described)
+    print("Best overrides: " + (" ".join(best) or "(none)"), flush=True)
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "tune": cmd_tune, "status": cmd_status, "fetch": cmd_fetch}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
