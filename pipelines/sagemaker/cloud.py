@@ -18,6 +18,7 @@ created every job's config passes the checks of a local run, and
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -441,7 +442,16 @@ class AwsBackend(Backend):
             self.s3.upload_file(str(path), bucket, prefix + path.relative_to(folder).as_posix())
 
     def start(self, request: dict[str, Any]) -> None:
-        self.sm.create_training_job(**request)
+        from botocore.exceptions import ClientError
+
+        try:
+            self.sm.create_training_job(**request)
+        except ClientError as err:
+            error = err.response.get("Error", {})
+            raise UserError(
+                f"SageMaker refused the training job {request['TrainingJobName']}: "
+                f"{error.get('Code', 'error')}: {error.get('Message', err)}"
+            ) from None
 
     def describe(self, name: str) -> dict[str, Any]:
         return self.sm.describe_training_job(TrainingJobName=name)
@@ -495,7 +505,13 @@ class LocalBackend(Backend):
 
         spec = request.get("TrainingJobDefinition", request)["AlgorithmSpecification"]
         options = Options(outputs=self.outputs, uploads=dict(self.uploads))
-        return run_job(operation, request, project_images(spec["TrainingImage"]), options).describe
+        run = run_job(operation, request, project_images(spec["TrainingImage"]), options)
+        reason = str(run.describe.get("FailureReason", ""))
+        if run.status == "Stopped" and not reason.startswith("MaxRuntimeExceeded"):
+            # Here only SIGINT or SIGTERM stops a job (the executor stops it on either):
+            # the sweep ends as a cloud sweep does when interrupted.
+            raise Interrupted(signal.SIGINT)
+        return run.describe
 
     def describe(self, name: str) -> dict[str, Any]:
         return self.results[name]
@@ -542,8 +558,8 @@ def run_jobs(
             while pending or running:
                 while pending and len(running) < max(1, max_parallel):
                     job, request = pending.pop(0)
-                    backend.start(request)
                     started.append(job)
+                    backend.start(request)
                     running.append(job)
                     _update(job, backend.describe(job.name), seen, out)
                     sweep.save()
@@ -558,14 +574,16 @@ def run_jobs(
                         sweep.save()
                 if running:
                     time.sleep(poll_seconds)
-        except Interrupted:
+        except BaseException as err:  # interrupted, or an AWS call failed: stop what runs
             stopped = [j for j in started if j.status not in TERMINAL]
             for job in stopped:
-                backend.stop(job.name)
+                with contextlib.suppress(Exception):
+                    backend.stop(job.name)
                 job.status = "Stopping"
             sweep.save()
             names = ", ".join(j.name for j in stopped) or "none"
-            print(f"interrupted: stopping {len(stopped)} job(s): {names}", file=out, flush=True)
+            why = "interrupted" if isinstance(err, Interrupted) else "failed"
+            print(f"{why}: stopping {len(stopped)} job(s): {names}", file=out, flush=True)
             raise
     return sweep
 

@@ -228,8 +228,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     register_schemas()
     try:
-        return COMMANDS[args.command](args)
+        with cloud.signals_raise():
+            return COMMANDS[args.command](args)
     except cloud.Interrupted as err:
+        print("interrupted", file=sys.stderr, flush=True)
         return err.exit_code
     except UserError as err:
         return report(err)

@@ -15,7 +15,7 @@ import pytest
 from botocore.stub import Stubber
 
 from conf.contract import MODE_KEY, RUN_MODE
-from conf.errors import ConfigError
+from conf.errors import ConfigError, UserError
 from pipelines.sagemaker import cloud, cloud_cli
 
 ROLE = "arn:aws:iam::123456789012:role/sagemaker"
@@ -228,3 +228,31 @@ def test_local_cloud_run_end_to_end(capsys: pytest.CaptureFixture[str], in_tmp: 
     ):
         assert (folder / name).is_file(), name
     assert (sweep_dir / "summary.csv").is_file()
+    # The folder serves as a local run's does (make serve-local ARGS="--model <folder>").
+    from pipelines.local.serve import model_tree, resolve
+
+    with model_tree(resolve(str(folder))) as root:
+        assert (root / "model" / "model.skops").is_file()
+        assert (root / "model" / "config.yaml").is_file()
+
+
+class RefusingBackend(ScriptedBackend):
+    """The second CreateTrainingJob is refused (a quota, say)."""
+
+    def start(self, request: dict[str, Any]) -> None:
+        super().start(request)
+        if len(self.started) == 2:
+            raise UserError("SageMaker refused the training job: ResourceLimitExceeded")
+
+    def describe(self, name: str) -> dict[str, Any]:
+        return {"TrainingJobStatus": "InProgress"}
+
+
+def test_a_refused_job_stops_the_jobs_already_started(tmp_path: Path) -> None:
+    backend = RefusingBackend()
+    jobs = [[*ACCOUNT, f"model.max_leaf_nodes={n}"] for n in (16, 32)]
+    out = io.StringIO()
+    with pytest.raises(UserError, match="ResourceLimitExceeded"):
+        cloud.launch(jobs, poll_seconds=0.01, backend_factory=lambda p: backend, out=out)
+    assert backend.stopped == backend.started
+    assert "failed: stopping 2 job(s)" in out.getvalue()
