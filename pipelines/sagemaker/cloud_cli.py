@@ -47,6 +47,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     tune = commands.add_parser("tune", help="a standalone tuning job of the `tuning` config")
     tune.add_argument("--local", action="store_true", help="run the request here (executor)")
     tune.add_argument("--poll", type=float, default=30.0, help="seconds between status checks")
+    replay = commands.add_parser("replay", help="run a SageMaker training job's request here")
+    replay.add_argument("job_name")
     for name in ("status", "fetch"):
         command = commands.add_parser(name)
         command.add_argument("sweep_id")
@@ -219,7 +221,30 @@ def cmd_tune(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "tune": cmd_tune, "status": cmd_status, "fetch": cmd_fetch}
+def cmd_replay(args: argparse.Namespace) -> int:
+    """``make replay``: a cloud training job's request, inputs and config channel, run here."""
+    import tempfile
+    from pathlib import Path
+
+    from conf.errors import compose_checked
+    from pipelines.sagemaker.session import region
+
+    backend = cloud.AwsBackend(region(compose_checked([])))
+    with tempfile.TemporaryDirectory(prefix="replay-") as tmp:
+        run = cloud.replay(args.job_name, backend, Path(tmp))
+    reason = run.describe.get("FailureReason")
+    print(f"{run.describe['TrainingJobName']}  {run.status}" + (f": {reason}" if reason else ""))
+    print(f"Job folder (request.json, log.txt, opt_ml): {run.folder}")
+    return 0 if run.status == "Completed" else 1
+
+
+COMMANDS = {
+    "run": cmd_run,
+    "tune": cmd_tune,
+    "replay": cmd_replay,
+    "status": cmd_status,
+    "fetch": cmd_fetch,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
