@@ -331,11 +331,13 @@ def plan(
 
     Raises a ``UserError`` naming the job whose config or request is refused.
     """
+    if not jobs:
+        raise ConfigError("The sweep has no jobs.")
     sweep_id = sweep_id or new_sweep_id()
-    planned: Planned | None = None
-    requests, channels, records = [], [], []
+    records: list[Job] = []
+    requests: list[dict[str, Any]] = []
+    channels: list[Path] = []
     configs: list[DictConfig] = []
-    region = ""
     for index, job in enumerate(jobs):
         overrides = list(job)
         try:
@@ -354,21 +356,22 @@ def plan(
             if len(jobs) == 1:
                 raise
             raise type(err)(f"Job {index} ({' '.join(job)}) of the sweep: {err}") from None
-        region = str(cfg.sagemaker.region or os.environ.get("AWS_REGION") or "us-east-1")
-        requests.append(request)
-        configs.append(cfg)
-        channels.append(folder)
         records.append(Job(index, list(job), name, uri))
-        if planned is None:
-            planned = Planned(
-                Sweep(sweep_id, local, output_path(cfg, sweep_id)), [], [], region, scratch
-            )
-    if planned is None:
-        raise ConfigError("The sweep has no jobs.")
-    planned.sweep.jobs, planned.requests, planned.channels = records, requests, channels
-    planned.configs = configs
-    planned.region = region
-    return planned
+        requests.append(request)
+        channels.append(folder)
+        configs.append(cfg)
+    first = configs[0]
+    sweep = Sweep(sweep_id, local, output_path(first, sweep_id), records)
+    return Planned(sweep, requests, channels, _region(first, local), scratch, configs)
+
+
+def _region(cfg: DictConfig, local: bool) -> str:
+    """``sagemaker.region`` (else the environment's or profile's; here a default)."""
+    if local:
+        return str(cfg.sagemaker.region or os.environ.get("AWS_REGION") or "us-east-1")
+    from pipelines.sagemaker.session import region
+
+    return region(cfg)
 
 
 class JobFailed(UserError):

@@ -175,6 +175,9 @@ class ScriptedBackend(cloud.Backend):
         return None
 
     def start(self, request: dict[str, Any]) -> None:
+        # The sweep's record names every job before the first one is created.
+        (record,) = Path("outputs/cloud").glob("*/sweep.json")
+        assert len(json.loads(record.read_text())["jobs"]) >= 2
         self.started.append(request["TrainingJobName"])
 
     def describe(self, name: str) -> dict[str, Any]:
