@@ -156,6 +156,10 @@ def test_the_aws_path_creates_the_job_uploads_the_channel_and_tags(
     s3.put_object(Bucket=BUCKET, Key=f"{base}/model.tar.gz", Body=model)
     s3.put_object(Bucket=BUCKET, Key=f"{base}/output.tar.gz", Body=output)
     # moto describes every training job as Completed.
+    capsys.readouterr()
+    assert cloud_cli.main(["status", sweep.sweep_id]) == 0
+    status_line = capsys.readouterr().out.strip()
+    assert status_line.startswith(f"{job.name}  Completed  ") and "model=glm_poisson" in status_line
     assert cloud_cli.main(["fetch", sweep.sweep_id]) == 0
     folder = sweep_dir / job.name
     assert (folder / "model" / "model.skops").read_bytes() == b"model"
