@@ -21,7 +21,7 @@ PYTHONS := 3.11 3.12 3.13
 .PHONY: help env env-sagemaker local-run local-tune test test-fast check test-pythons lint bench \
         pipeline-definition upsert-pipeline start-pipeline schedule-pipeline \
         base-image build-image push-image run-image-local test-image deploy-infra infra-config clean \
-        local-pipeline local-pipeline-clean
+        local-pipeline local-pipeline-clean cloud-run cloud-tune cloud-status cloud-fetch replay
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
@@ -97,6 +97,21 @@ schedule-pipeline: env-sagemaker ## Create, update or remove (ARGS=--remove) the
 
 local-pipeline: env-sagemaker ## Execute the pipeline definition here, as SageMaker would (ARGS="--param QualityThreshold=0.5 pipeline=tune")
 	$(RUN) python -m pipelines.sagemaker.local_pipeline $(ARGS)
+
+cloud-run: env-sagemaker ## One run as one SageMaker training job (ARGS="model=glm_poisson", "--local ...", "-m ...", "--detach ...")
+	$(RUN) python -m pipelines.sagemaker.cloud_cli run $(ARGS)
+
+cloud-tune: env-sagemaker ## A SageMaker tuning job of the `tuning` config; prints the best overrides (ARGS="--local ...")
+	$(RUN) python -m pipelines.sagemaker.cloud_cli tune $(ARGS)
+
+replay: env-sagemaker ## Run a SageMaker training job's request, inputs and config channel here (ARGS="<job name>")
+	$(RUN) python -m pipelines.sagemaker.cloud_cli replay $(ARGS)
+
+cloud-status: env-sagemaker ## The jobs of a cloud sweep and their status (ARGS="<sweep id>")
+	$(RUN) python -m pipelines.sagemaker.cloud_cli status $(ARGS)
+
+cloud-fetch: env-sagemaker ## Download a cloud sweep's finished jobs into outputs/cloud/ (ARGS="<sweep id>")
+	$(RUN) python -m pipelines.sagemaker.cloud_cli fetch $(ARGS)
 
 local-pipeline-clean: env ## Remove old local pipeline executions and what they stored (ARGS="--keep 3")
 	$(RUN) python -m executor clean $(ARGS)

@@ -38,6 +38,13 @@ INPUT_DATA_KEY = "input_data_uri"
 JOB_ARGUMENTS = {OVERRIDES_FLAG: OVERRIDES_PARAMETER, INPUT_DATA_FLAG: INPUT_DATA_PARAMETER}
 JOB_HYPERPARAMETERS = {OVERRIDES_KEY: OVERRIDES_PARAMETER, INPUT_DATA_KEY: INPUT_DATA_PARAMETER}
 
+# What a training job runs. The platform starts every training job with the single
+# argument `train`; the hyperparameter MODE_KEY picks the work: absent, the pipeline's
+# training step (fit on its channels); RUN_MODE, a whole run in one job (load,
+# validate, split, train, evaluate: `make cloud-run`).
+MODE_KEY = "mode"
+RUN_MODE = "run"
+
 # The value of a pipeline parameter (and so of a job argument or hyperparameter)
 # that means "not set": SageMaker refuses empty container arguments and empty
 # parameter values, so "no overrides" and "the configured data source" travel as this.
@@ -123,6 +130,11 @@ class OptMl:
     @property
     def model(self) -> Path:
         return self.root / "model"
+
+    @property
+    def output_data(self) -> Path:
+        """What a training job leaves besides its model (packed as ``output.tar.gz``)."""
+        return self.root / "output" / "data"
 
     # Processing jobs -------------------------------------------------------------
     def processing_input(self, name: str) -> Path:

@@ -114,6 +114,11 @@ class Strategy(StrEnum):
     Random = "Random"
 
 
+class EarlyStopping(StrEnum):
+    Off = "Off"
+    Auto = "Auto"
+
+
 class PipelineMode(StrEnum):
     train = "train"
     tune = "tune"
@@ -145,6 +150,12 @@ class TuningConfig:
     # One rule for local and SageMaker tuning: an integer seeds the search, null does not.
     seed: int | None = MISSING
     parameters: dict[str, ParameterRange] = MISSING
+    # SageMaker stops training jobs that are unlikely to beat the best (Auto) or not (Off).
+    early_stopping: EarlyStopping = MISSING
+    # Completion criterion: the search ends once the objective reaches this value (null: none).
+    target_objective: float | None = MISSING
+    # Tuning jobs whose results seed this search (a warm start; empty: none).
+    warm_start_from: list[str] = MISSING
 
 
 @dataclass
@@ -166,6 +177,12 @@ class SageMakerConfig:
     volume_size_gb: int = MISSING
     max_runtime_seconds: int = MISSING
     tags: dict[str, str] = MISSING
+    # Cloud runs (`make cloud-run`): managed spot training, how long it may wait for
+    # spot capacity (null: twice max_runtime_seconds), and a warm pool kept after
+    # each job (seconds; 0: none; not with spot).
+    spot: bool = MISSING
+    max_wait_seconds: int | None = MISSING
+    keep_alive_seconds: int = MISSING
 
 
 @dataclass

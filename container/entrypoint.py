@@ -3,9 +3,11 @@
 Each command composes the job's config (packaged defaults, then the config
 channel, then runtime overrides), calls the same step function as a local run
 with paths from the /opt/ml layout, and writes ``config.yaml`` beside its
-outputs. Outputs appear together at the end or not at all. On an error the
-reason goes to ``/opt/ml/output/failure`` (and ``message``, which processing
-jobs report) and the exit code is 2 for a user error, 1 otherwise.
+outputs. A training job whose hyperparameter ``mode`` is ``run`` is a whole run
+(``make cloud-run``): prepare, train and evaluate in one job. Outputs appear
+together at the end or not at all. On an error the reason goes to
+``/opt/ml/output/failure`` (and ``message``, which processing jobs report)
+and the exit code is 2 for a user error, 1 otherwise.
 """
 
 from __future__ import annotations
@@ -35,12 +37,14 @@ from conf.contract import (
     EVALUATION_OUTPUT,
     INPUT_DATA_FLAG,
     LEGACY_MODEL_FILE,
+    MODE_KEY,
     MODEL_ARCHIVE,
     MODEL_FILE,
     MODEL_INPUT,
     MODEL_QUALITY_FILE,
     OVERRIDES_FLAG,
     PREPARE,
+    RUN_MODE,
     SPLITS,
     TRAIN,
     UNSET,
@@ -132,7 +136,9 @@ def runtime_overrides(text: str) -> list[str]:
 
 def training_overrides(paths: OptMl, cli_overrides: str) -> list[str]:
     """Overrides of a training job: the ``overrides`` hyperparameter, CLI, then tuned keys."""
-    text, keyed = hyperparameters.split(hyperparameters.read(paths.hyperparameters))
+    values = hyperparameters.read(paths.hyperparameters)
+    values.pop(MODE_KEY, None)
+    text, keyed = hyperparameters.split(values)
     runtime = runtime_overrides(text) + runtime_overrides(cli_overrides)
     check_start_time(paths.channel(CONFIG_CHANNEL), runtime)
     if not keyed:
@@ -163,8 +169,25 @@ def run_prepare(paths: OptMl, overrides: str) -> None:
     log.info("Published %s to %s", ", ".join(SPLITS), paths.processing_outputs)
 
 
+def job_mode(paths: OptMl) -> str:
+    """The training job's ``MODE_KEY`` hyperparameter: empty (the pipeline's step) or ``run``."""
+    mode = unset_to_empty(hyperparameters.read(paths.hyperparameters).get(MODE_KEY))
+    if mode not in ("", RUN_MODE):
+        raise UsageError(
+            f"The hyperparameter {MODE_KEY}={mode!r} names no job: leave it out (train on the "
+            f"job's channels) or set {MODE_KEY}={RUN_MODE} (a whole run in one job)."
+        )
+    return mode
+
+
 def run_train(paths: OptMl, overrides: str) -> None:
-    """Training job: fit on the train channel, early-stop on validation, save the model."""
+    """Training job: fit on the train channel, early-stop on validation, save the model.
+
+    With the hyperparameter ``mode=run`` the job is a whole run instead (``run_whole``).
+    """
+    if job_mode(paths) == RUN_MODE:
+        run_whole(paths, overrides)
+        return
     train_dir = require_input(paths.channel("train"), "training channel 'train'")
     validation_dir = require_input(paths.channel("validation"), "training channel 'validation'")
     cfg = job_config(paths.channel(CONFIG_CHANNEL), training_overrides(paths, overrides))
@@ -176,6 +199,31 @@ def run_train(paths: OptMl, overrides: str) -> None:
         train(cfg, train_dir, validation_dir, stage)
         write_config(stage, cfg)
     log.info("Published the model to %s", paths.model)
+
+
+def run_whole(paths: OptMl, overrides: str) -> None:
+    """Training job of a whole run: load, validate, split, train and evaluate in one job.
+
+    The model goes to ``/opt/ml/model`` (with ``config.yaml``); metrics, plots and
+    ``config.yaml`` to ``/opt/ml/output/data``; the splits stay in a scratch folder.
+    """
+    cfg = job_config(paths.channel(CONFIG_CHANNEL), training_overrides(paths, overrides))
+    import steps.plots  # noqa: F401
+    from steps.evaluate import evaluate
+    from steps.prepare import prepare
+    from steps.runtime.io import staged_outputs
+    from steps.train import train
+
+    loaded(cfg)
+    with tempfile.TemporaryDirectory(prefix="splits-") as scratch:
+        splits = prepare(cfg, Path(scratch))
+        with staged_outputs(paths.model) as stage:
+            train(cfg, splits["train"], splits["validation"], stage)
+            write_config(stage, cfg)
+        with staged_outputs(paths.output_data) as stage:
+            evaluate(cfg, paths.model, splits["test"], stage, validation_dir=splits["validation"])
+            write_config(stage, cfg)
+    log.info("Published the model to %s and the evaluation to %s", paths.model, paths.output_data)
 
 
 def run_evaluate(paths: OptMl, overrides: str) -> None:

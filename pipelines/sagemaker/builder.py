@@ -315,7 +315,7 @@ def get_pipeline(cfg: DictConfig, session: PipelineSession, config_uri: str) -> 
             step_args=tuner.tune(inputs=channels),
             retry_policies=_retry_policies(cfg),
             volume_kms_key_id=sm.kms_key_id,
-            random_seed=tuning.seed,
+            cfg=cfg,
         )
         # The best training job's model; training jobs write under the trainer's output path.
         model_uri: Any = fit.get_top_model_s3_uri(
@@ -449,34 +449,36 @@ def _nested_steps(steps: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
 
 
 class _TuningStep(TuningStep):
-    """A TuningStep that keeps two settings the SDK's tuner drops from its request.
+    """A TuningStep whose request keeps what the SDK's tuner drops or does not know.
 
     * the trainer's ``volume_kms_key_id`` (ResourceConfig.VolumeKmsKeyId), so
       tuning jobs encrypt their volumes like the Train step's;
-    * a random seed of 0, which the SDK treats as "no seed" (``tuning.seed``:
-      an integer seeds the search, null does not, locally and on SageMaker).
+    * HyperParameterTuningJobConfig and WarmStartConfig from the one home of the
+      tuning settings (``cloud_tuning``, which ``make cloud-tune`` uses too): a
+      seed of 0 (the SDK's "no seed"), early stopping, the completion criterion.
     """
 
     def __init__(
         self,
         *args: Any,
         volume_kms_key_id: str | None = None,
-        random_seed: int | None = None,
+        cfg: DictConfig,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self._volume_kms_key_id = volume_kms_key_id
-        self._random_seed = random_seed
+        self._cfg = cfg
 
     @property
     def arguments(self) -> dict[str, Any]:
+        from pipelines.sagemaker.cloud_tuning import tuning_job_config, warm_start_config
+
         request = super().arguments
         if self._volume_kms_key_id:
             resources = request["TrainingJobDefinition"]["ResourceConfig"]
             resources["VolumeKmsKeyId"] = self._volume_kms_key_id
-        config = request["HyperParameterTuningJobConfig"]
-        if self._random_seed is None:
-            config.pop("RandomSeed", None)
-        else:
-            config["RandomSeed"] = int(self._random_seed)
+        request["HyperParameterTuningJobConfig"] = tuning_job_config(self._cfg)
+        warm = warm_start_config(self._cfg)
+        if warm:
+            request["WarmStartConfig"] = warm
         return request

@@ -1,0 +1,1 @@
+"""Hydra launcher plugin: each job of a multirun as one SageMaker training job."""

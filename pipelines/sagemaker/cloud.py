@@ -1,0 +1,808 @@
+"""Cloud runs: each run's config as ONE SageMaker training job of the project's image.
+
+A job is a whole run (load, validate, split, train, evaluate: the image's
+``train`` with the hyperparameter ``mode=run``) configured by the same
+content-addressed config channel as the pipeline's jobs, under
+``s3://<config bucket>/<prefix>/config/<digest>/`` (the prefix the config
+bucket's lifecycle expires). The CreateTrainingJob request is built here with
+plain dictionaries (no SDK: it costs seconds), checked with botocore's
+validation and the service rules the executor knows, and sent to SageMaker or
+to the executor (``local=True``: the very same request, run here). When a job
+ends, its ``model.tar.gz`` and ``output.tar.gz`` are unpacked into
+``outputs/cloud/<sweep id>/<job>/`` in the layout of a local run.
+
+A sweep is a list of jobs (one for a single run). Before the first job is
+created every job's config passes the checks of a local run, and
+``outputs/cloud/<sweep id>/sweep.json`` names the sweep's jobs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import os
+import re
+import secrets
+import signal
+import sys
+import tarfile
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any, TextIO
+
+from omegaconf import DictConfig
+
+from conf.channel import digest, write_channel
+from conf.contract import (
+    CONFIG_CHANNEL,
+    METRIC_NAMES,
+    METRIC_REGEX,
+    METRICS_FILE,
+    MODE_KEY,
+    MODEL_ARCHIVE,
+    RUN_MODE,
+)
+from conf.errors import ConfigError, UserError, compose_checked, require_complete
+
+OUTPUTS = Path("outputs/cloud")
+SWEEP_FILE = "sweep.json"
+SUMMARY_FILE = "summary.csv"
+OUTPUT_ARCHIVE = "output.tar.gz"
+FAILED_FILE = "FAILED"
+TERMINAL = ("Completed", "Failed", "Stopped")
+# The service's limits (the API reference; botocore's model does not encode them all).
+MAX_JOB_NAME = 63
+MAX_TAGS = 50
+MAX_TAG_KEY, MAX_TAG_VALUE = 128, 256
+_TAG_CHARS = re.compile(r"[^\w.:/=+\-@ ]")
+# Columns of the sweep table and summary.csv, as a local multirun writes them.
+SUMMARY_COLUMNS = ("poisson_deviance", "d2", "gini", "baseline_poisson_deviance", "d2_ratio")
+SWEEP_TAG, OVERRIDES_TAG = "sweep-id", "overrides"
+# Each sweep a launcher ran in this process, with its exit code (for the command's exit).
+SWEEPS: list[tuple[Sweep, int]] = []
+LOCAL_PLACEHOLDERS = {
+    "role_arn": "arn:aws:iam::000000000000:role/local-pipeline",
+    "bucket": "claim-frequency-local",
+}
+
+
+@dataclass
+class Job:
+    """One run of a sweep: its overrides, training job name and, once known, how it ended."""
+
+    index: int
+    overrides: list[str]
+    name: str
+    channel_uri: str = ""
+    status: str = "Pending"
+    failure_reason: str = ""
+    folder: str = ""
+
+
+@dataclass
+class Sweep:
+    """The jobs of one ``make cloud-run`` (one job, or one per multirun job)."""
+
+    sweep_id: str
+    local: bool
+    output_path: str
+    jobs: list[Job] = field(default_factory=list)
+
+    @property
+    def folder(self) -> Path:
+        return OUTPUTS / self.sweep_id
+
+    def save(self) -> Path:
+        """Write ``sweep.json`` (sweep id, local or not, each job's name and overrides)."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / SWEEP_FILE
+        path.write_text(json.dumps(asdict(self), indent=2) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, sweep_id: str) -> Sweep:
+        path = OUTPUTS / sweep_id / SWEEP_FILE
+        if not path.is_file():
+            raise UserError(f"No sweep {sweep_id!r} here ({path} does not exist).")
+        data = json.loads(path.read_text())
+        jobs = [Job(**job) for job in data.pop("jobs")]
+        return cls(**data, jobs=jobs)
+
+
+# ----------------------------------------------------------------------------- names
+
+
+def new_sweep_id(now: datetime | None = None) -> str:
+    """A sortable, unique sweep id: ``YYYYmmdd-HHMMSS-xxxx``."""
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%d-%H%M%S")
+    return f"{stamp}-{secrets.token_hex(2)}"
+
+
+def job_name(prefix: str, sweep_id: str, index: int) -> str:
+    """``<prefix>-<sweep id>-<index>``, the prefix cut so the name fits the service's 63."""
+    suffix = f"-{sweep_id}-{index}"
+    head = re.sub(r"[^A-Za-z0-9-]", "-", prefix).strip("-")[: MAX_JOB_NAME - len(suffix)]
+    return (head.rstrip("-") or "run") + suffix
+
+
+def config_prefix(cfg: DictConfig) -> str:
+    """``s3://<config bucket>/<prefix>/config``: where single runs' channels go (expired)."""
+    bucket = cfg.sagemaker.config_bucket or cfg.sagemaker.bucket
+    return f"s3://{bucket}/{cfg.sagemaker.prefix}/config"
+
+
+def output_path(cfg: DictConfig, sweep_id: str) -> str:
+    """Where the sweep's jobs write ``<job>/output/{model,output}.tar.gz``."""
+    return f"s3://{cfg.sagemaker.bucket}/{cfg.sagemaker.prefix}/cloud/{sweep_id}"
+
+
+def tags(cfg: DictConfig, sweep_id: str, overrides: Sequence[str]) -> list[dict[str, str]]:
+    """``sagemaker.tags``, the sweep id and the job's overrides, within the tag limits.
+
+    A tag value may hold letters, digits, spaces and ``_.:/=+-@`` up to 256
+    characters: other characters become ``_`` and a longer value is cut.
+    """
+    values = {str(k): str(v) for k, v in cfg.sagemaker.tags.items()}
+    values[SWEEP_TAG] = sweep_id
+    values[OVERRIDES_TAG] = " ".join(overrides) or "none"
+    out = []
+    for key, value in list(values.items())[:MAX_TAGS]:
+        out.append(
+            {
+                "Key": _TAG_CHARS.sub("_", key)[:MAX_TAG_KEY],
+                "Value": _TAG_CHARS.sub("_", value)[:MAX_TAG_VALUE],
+            }
+        )
+    return out
+
+
+# ---------------------------------------------------------------------------- checks
+
+
+def compose_run(overrides: Sequence[str]) -> DictConfig:
+    """One run's config with the checks of a local run (``steps.checks``) and the cloud's own."""
+    from steps import register_schemas
+    from steps.checks import check_config
+
+    register_schemas()
+    cfg = compose_checked(list(overrides))
+    require_complete(cfg)
+    check_config(cfg)
+    check_cloud_options(cfg)
+    return cfg
+
+
+def check_account(cfg: DictConfig) -> None:
+    """The account values a cloud run needs, each named when missing."""
+    sm = cfg.sagemaker
+    problems = []
+    if not sm.role_arn:
+        problems.append("sagemaker.role_arn (the SageMaker execution role ARN)")
+    elif not (str(sm.role_arn).startswith("arn:") and ":iam::" in str(sm.role_arn)):
+        problems.append(f"sagemaker.role_arn must be an IAM role ARN, not {sm.role_arn!r}")
+    if not sm.bucket:
+        problems.append("sagemaker.bucket (the S3 bucket for data, models and config)")
+    if not sm.image_uri:
+        problems.append("sagemaker.image_uri (the project's image in ECR, see `make push-image`)")
+    if problems:
+        raise ConfigError(
+            "The cloud run cannot start: set "
+            + "; ".join(problems)
+            + ". Pass them as overrides or write them with `make infra-config` "
+            "(or add --local to run the job here)."
+        )
+
+
+def check_cloud_options(cfg: DictConfig) -> None:
+    """Options the service would refuse together, refused before anything is created."""
+    sm = cfg.sagemaker
+    if sm.spot and int(sm.keep_alive_seconds) > 0:
+        raise ConfigError(
+            "sagemaker.spot=true and sagemaker.keep_alive_seconds > 0 cannot go together: "
+            "SageMaker warm pools are not available for managed spot training. "
+            "Set sagemaker.keep_alive_seconds=0 or sagemaker.spot=false."
+        )
+    if int(sm.keep_alive_seconds) < 0 or int(sm.keep_alive_seconds) > 3600:
+        raise ConfigError(
+            f"sagemaker.keep_alive_seconds must be between 0 and 3600, not {sm.keep_alive_seconds}."
+        )
+    wait = sm.max_wait_seconds
+    if sm.spot and wait is not None and int(wait) < int(sm.max_runtime_seconds):
+        raise ConfigError(
+            f"sagemaker.max_wait_seconds ({wait}) must be at least sagemaker.max_runtime_seconds "
+            f"({sm.max_runtime_seconds}) for managed spot training."
+        )
+
+
+def local_overrides(cfg: DictConfig) -> list[str]:
+    """Local placeholders for the account values that are unset (as ``make local-pipeline``)."""
+    sm = cfg.sagemaker
+    out = [f"sagemaker.{k}={v}" for k, v in LOCAL_PLACEHOLDERS.items() if not sm[k]]
+    if not sm.image_uri:
+        out.append(f"sagemaker.image_uri={sm.ecr_repository}:local")
+    return out
+
+
+# --------------------------------------------------------------------------- request
+
+
+def metric_definitions() -> list[dict[str, str]]:
+    """The metric lines training prints, as the pipeline's training step declares them."""
+    out = []
+    for name in METRIC_NAMES:
+        split, metric = name.split(":", 1)
+        out.append({"Name": name, "Regex": METRIC_REGEX.format(split=split, name=metric)})
+    return out
+
+
+def training_request(
+    cfg: DictConfig, name: str, channel_uri: str, sweep_id: str, overrides: Sequence[str]
+) -> dict[str, Any]:
+    """The CreateTrainingJob request of one whole run (its config travels in the channel)."""
+    sm = cfg.sagemaker
+    resource: dict[str, Any] = {
+        "InstanceType": str(sm.training_instance_type),
+        "InstanceCount": 1,
+        "VolumeSizeInGB": int(sm.volume_size_gb),
+    }
+    if int(sm.keep_alive_seconds) > 0:
+        resource["KeepAlivePeriodInSeconds"] = int(sm.keep_alive_seconds)
+    stopping: dict[str, int] = {"MaxRuntimeInSeconds": int(sm.max_runtime_seconds)}
+    output: dict[str, str] = {"S3OutputPath": output_path(cfg, sweep_id)}
+    if sm.kms_key_id:
+        output["KmsKeyId"] = str(sm.kms_key_id)
+    request: dict[str, Any] = {
+        "TrainingJobName": name,
+        "RoleArn": str(sm.role_arn),
+        "AlgorithmSpecification": {
+            "TrainingImage": str(sm.image_uri),
+            "TrainingInputMode": "File",
+            "MetricDefinitions": metric_definitions(),
+        },
+        "HyperParameters": {MODE_KEY: RUN_MODE},
+        "InputDataConfig": [
+            {
+                "ChannelName": CONFIG_CHANNEL,
+                "DataSource": {
+                    "S3DataSource": {
+                        "S3DataType": "S3Prefix",
+                        "S3Uri": channel_uri,
+                        "S3DataDistributionType": "FullyReplicated",
+                    }
+                },
+            }
+        ],
+        "OutputDataConfig": output,
+        "ResourceConfig": resource,
+        "StoppingCondition": stopping,
+        "Tags": tags(cfg, sweep_id, overrides),
+    }
+    if sm.spot:
+        request["EnableManagedSpotTraining"] = True
+        wait = sm.max_wait_seconds
+        stopping["MaxWaitTimeInSeconds"] = int(wait) if wait else 2 * int(sm.max_runtime_seconds)
+    return request
+
+
+def check_request(request: dict[str, Any], operation: str = "CreateTrainingJob") -> None:
+    """Refuse what the service would: botocore's validation, then the service's own rules."""
+    from botocore.session import get_session
+    from botocore.validate import ParamValidator
+
+    from executor import service_rules
+
+    model = get_session().get_service_model("sagemaker").operation_model(operation)
+    report = ParamValidator().validate(request, model.input_shape)
+    problems = [report.generate_report()] if report.has_errors() else []
+    step_type = "Training" if operation == "CreateTrainingJob" else "Tuning"
+    problems += service_rules.request_problems(step_type, request)
+    if len(request.get("TrainingJobName", "")) > MAX_JOB_NAME:
+        problems.append(f"TrainingJobName is longer than {MAX_JOB_NAME} characters")
+    if problems:
+        raise ConfigError(f"The {operation} request would be refused: " + "; ".join(problems))
+
+
+# ---------------------------------------------------------------------------- a sweep
+
+
+@dataclass
+class Planned:
+    """A sweep ready to start: its record, and each job's request and channel folder."""
+
+    sweep: Sweep
+    requests: list[dict[str, Any]]
+    channels: list[Path]
+    region: str
+    scratch: Path
+    configs: list[DictConfig] = field(default_factory=list)
+
+
+def plan(
+    jobs: Sequence[Sequence[str]], scratch: Path, *, local: bool, sweep_id: str | None = None
+) -> Planned:
+    """Compose and check every job, write its channel and request; nothing is created.
+
+    Raises a ``UserError`` naming the job whose config or request is refused.
+    """
+    if not jobs:
+        raise ConfigError("The sweep has no jobs.")
+    sweep_id = sweep_id or new_sweep_id()
+    records: list[Job] = []
+    requests: list[dict[str, Any]] = []
+    channels: list[Path] = []
+    configs: list[DictConfig] = []
+    for index, job in enumerate(jobs):
+        overrides = list(job)
+        try:
+            cfg = compose_run(overrides)
+            if local:
+                overrides = [*overrides, *local_overrides(cfg)]
+                cfg = compose_run(overrides)
+            check_account(cfg)
+            folder = scratch / f"channel-{index}"
+            write_channel(folder, overrides)
+            uri = f"{config_prefix(cfg)}/{digest(folder)}/"
+            name = job_name(str(cfg.sagemaker.prefix), sweep_id, index)
+            request = training_request(cfg, name, uri, sweep_id, list(job))
+            check_request(request)
+        except UserError as err:
+            if len(jobs) == 1:
+                raise
+            raise type(err)(f"Job {index} ({' '.join(job)}) of the sweep: {err}") from None
+        records.append(Job(index, list(job), name, uri))
+        requests.append(request)
+        channels.append(folder)
+        configs.append(cfg)
+    first = configs[0]
+    sweep = Sweep(sweep_id, local, output_path(first, sweep_id), records)
+    return Planned(sweep, requests, channels, _region(first, local), scratch, configs)
+
+
+def _region(cfg: DictConfig, local: bool) -> str:
+    """``sagemaker.region`` (else the environment's or profile's; here a default)."""
+    if local:
+        return str(cfg.sagemaker.region or os.environ.get("AWS_REGION") or "us-east-1")
+    from pipelines.sagemaker.session import region
+
+    return region(cfg)
+
+
+class JobFailed(UserError):
+    """A job ended without success (its reason is the message)."""
+
+
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM arrived while jobs ran."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.exit_code = 128 + signum
+
+
+@contextmanager
+def signals_raise() -> Iterator[None]:
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise Interrupted(signum)
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+
+class Backend:
+    """Where jobs run: SageMaker (boto3) or the executor here; same requests, same results."""
+
+    def upload(self, folder: Path, uri: str) -> None:
+        raise NotImplementedError
+
+    def start(self, request: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def describe(self, name: str) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def stop(self, name: str) -> None:
+        raise NotImplementedError
+
+    def download(self, uri: str, target: Path) -> None:
+        raise NotImplementedError
+
+    def start_tuning(self, request: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def describe_tuning(self, name: str) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def stop_tuning(self, name: str) -> None:
+        raise NotImplementedError
+
+
+class AwsBackend(Backend):
+    """SageMaker and S3 through boto3 (``AWS_ENDPOINT_URL`` points them at a local endpoint)."""
+
+    def __init__(self, region: str, sm_client: Any = None, s3_client: Any = None) -> None:
+        if sm_client is None or s3_client is None:
+            from pipelines.sagemaker.session import session
+
+            boto = session(region)
+            sm_client = sm_client or boto.client("sagemaker")
+            s3_client = s3_client or boto.client("s3")
+        self.sm, self.s3 = sm_client, s3_client
+
+    def upload(self, folder: Path, uri: str) -> None:
+        bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            self.s3.upload_file(str(path), bucket, prefix + path.relative_to(folder).as_posix())
+
+    def start(self, request: dict[str, Any]) -> None:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.sm.create_training_job(**request)
+        except ClientError as err:
+            error = err.response.get("Error", {})
+            raise UserError(
+                f"SageMaker refused the training job {request['TrainingJobName']}: "
+                f"{error.get('Code', 'error')}: {error.get('Message', err)}"
+            ) from None
+
+    def describe(self, name: str) -> dict[str, Any]:
+        return self.sm.describe_training_job(TrainingJobName=name)
+
+    def stop(self, name: str) -> None:
+        self.sm.stop_training_job(TrainingJobName=name)
+
+    def download(self, uri: str, target: Path) -> None:
+        bucket, _, key = uri.removeprefix("s3://").partition("/")
+        self.s3.download_file(bucket, key, str(target))
+
+    def start_tuning(self, request: dict[str, Any]) -> None:
+        self.sm.create_hyper_parameter_tuning_job(**request)
+
+    def describe_tuning(self, name: str) -> dict[str, Any]:
+        return self.sm.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)
+
+    def stop_tuning(self, name: str) -> None:
+        self.sm.stop_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)
+
+
+class LocalBackend(Backend):
+    """The executor: each request run here by ``executor.run_job``, outputs in its store."""
+
+    def __init__(self, outputs: Path | None = None) -> None:
+        from executor import OUTPUTS as EXECUTOR_OUTPUTS
+
+        self.outputs = Path(outputs or EXECUTOR_OUTPUTS).resolve()
+        self.uploads: dict[str, Path] = {}
+        self.results: dict[str, dict[str, Any]] = {}
+
+    def upload(self, folder: Path, uri: str) -> None:
+        self.uploads[uri] = folder
+
+    def start(self, request: dict[str, Any]) -> None:
+        self.results[request["TrainingJobName"]] = self._run("CreateTrainingJob", request)
+
+    def start_tuning(self, request: dict[str, Any]) -> None:
+        name = request["HyperParameterTuningJobName"]
+        self.results[name] = self._run("CreateHyperParameterTuningJob", request)
+
+    def describe_tuning(self, name: str) -> dict[str, Any]:
+        return self.results[name]
+
+    def stop_tuning(self, name: str) -> None:  # a local job ends before start returns
+        return None
+
+    def _run(self, operation: str, request: dict[str, Any]) -> dict[str, Any]:
+        from executor import Options, run_job
+        from pipelines.sagemaker.local_pipeline import project_images
+
+        spec = request.get("TrainingJobDefinition", request)["AlgorithmSpecification"]
+        options = Options(outputs=self.outputs, uploads=dict(self.uploads))
+        run = run_job(operation, request, project_images(spec["TrainingImage"]), options)
+        reason = str(run.describe.get("FailureReason", ""))
+        if run.status == "Stopped" and not reason.startswith("MaxRuntimeExceeded"):
+            # Here only SIGINT or SIGTERM stops a job (the executor stops it on either):
+            # the sweep ends as a cloud sweep does when interrupted.
+            raise Interrupted(signal.SIGINT)
+        return run.describe
+
+    def describe(self, name: str) -> dict[str, Any]:
+        return self.results[name]
+
+    def stop(self, name: str) -> None:  # a local job ends before start returns
+        return None
+
+    def download(self, uri: str, target: Path) -> None:
+        bucket, _, key = uri.removeprefix("s3://").partition("/")
+        source = self.outputs / "s3" / bucket / key
+        target.write_bytes(source.read_bytes())
+
+
+def start_sweep(planned: Planned, backend: Backend) -> None:
+    """Write ``sweep.json``, then upload every job's channel (content-addressed)."""
+    planned.sweep.save()
+    for folder, job in zip(planned.channels, planned.sweep.jobs, strict=True):
+        backend.upload(folder, job.channel_uri)
+
+
+def run_jobs(
+    planned: Planned,
+    backend: Backend,
+    *,
+    max_parallel: int = 4,
+    poll_seconds: float = 15.0,
+    detach: bool = False,
+    out: TextIO | None = None,
+) -> Sweep:
+    """Start the jobs (at most ``max_parallel`` at a time), follow them and fetch their outputs.
+
+    One line per status change. SIGINT or SIGTERM stops every job started (their
+    names are listed) and raises ``Interrupted``. With ``detach`` every job is
+    started and left running (``launch`` refuses more jobs than ``max_parallel``).
+    """
+    out = out or sys.stdout
+    sweep = planned.sweep
+    pending = list(zip(sweep.jobs, planned.requests, strict=True))
+    running: list[Job] = []
+    started: list[Job] = []
+    seen: dict[str, str] = {}
+    with signals_raise():
+        try:
+            while pending or running:
+                while pending and len(running) < max(1, max_parallel):
+                    job, request = pending.pop(0)
+                    started.append(job)
+                    backend.start(request)
+                    running.append(job)
+                    _update(job, backend.describe(job.name), seen, out)
+                    sweep.save()
+                if detach:
+                    return sweep
+                for job in list(running):
+                    described = backend.describe(job.name)
+                    _update(job, described, seen, out)
+                    if job.status in TERMINAL:
+                        running.remove(job)
+                        fetch_job(sweep, job, backend)
+                        sweep.save()
+                if running:
+                    time.sleep(poll_seconds)
+        except BaseException as err:  # interrupted, or an AWS call failed: stop what runs
+            stopped = [j for j in started if j.status not in TERMINAL]
+            for job in stopped:
+                with contextlib.suppress(Exception):
+                    backend.stop(job.name)
+                job.status = "Stopping"
+            sweep.save()
+            names = ", ".join(j.name for j in stopped) or "none"
+            why = "interrupted" if isinstance(err, Interrupted) else "failed"
+            print(f"{why}: stopping {len(stopped)} job(s): {names}", file=out, flush=True)
+            raise
+    return sweep
+
+
+def _update(job: Job, described: dict[str, Any], seen: dict[str, str], out: TextIO) -> None:
+    """Record the job's status; one line when it changed since ``seen``."""
+    status = str(described.get("TrainingJobStatus", "Unknown"))
+    secondary = str(described.get("SecondaryStatus", ""))
+    label = f"{status} ({secondary})" if secondary and secondary != status else status
+    if label != seen.get(job.name):
+        reason = f": {described['FailureReason']}" if described.get("FailureReason") else ""
+        print(f"{job.name}  {label}{reason}", file=out, flush=True)
+        seen[job.name] = label
+    job.status = status
+    job.failure_reason = str(described.get("FailureReason", ""))
+
+
+def fetch_job(sweep: Sweep, job: Job, backend: Backend) -> None:
+    """Unpack a finished job's archives into ``outputs/cloud/<sweep>/<job>/`` (as a local run)."""
+    folder = sweep.folder / job.name
+    folder.mkdir(parents=True, exist_ok=True)
+    job.folder = str(folder)
+    if job.status != "Completed":
+        (folder / FAILED_FILE).write_text(
+            (job.failure_reason or f"the job ended {job.status}") + "\n"
+        )
+        return
+    base = f"{sweep.output_path.rstrip('/')}/{job.name}/output"
+    archives = {MODEL_ARCHIVE: folder / "model", OUTPUT_ARCHIVE: folder}
+    from steps.runtime.io import extract_safely
+
+    with tempfile.TemporaryDirectory(prefix="fetch-") as tmp:
+        for archive, target in archives.items():
+            local = Path(tmp) / archive
+            backend.download(f"{base}/{archive}", local)
+            target.mkdir(parents=True, exist_ok=True)
+            with tarfile.open(local) as tar:
+                extract_safely(tar, target)
+
+
+# ---------------------------------------------------------------------------- replay
+
+# The CreateTrainingJob fields a DescribeTrainingJob response gives back as they were sent.
+REPLAYED_FIELDS = (
+    "RoleArn",
+    "AlgorithmSpecification",
+    "HyperParameters",
+    "InputDataConfig",
+    "OutputDataConfig",
+    "ResourceConfig",
+    "StoppingCondition",
+    "Environment",
+    "VpcConfig",
+    "EnableManagedSpotTraining",
+    "CheckpointConfig",
+)
+
+
+def replay_request(described: dict[str, Any], name: str) -> dict[str, Any]:
+    """The CreateTrainingJob request of a described job, renamed ``name``."""
+    request = {k: described[k] for k in REPLAYED_FIELDS if described.get(k) is not None}
+    request["TrainingJobName"] = name
+    algorithm = request.get("AlgorithmSpecification", {})
+    algorithm.pop("EnableSageMakerMetricsTimeSeries", None)
+    request.get("ResourceConfig", {}).pop("KeepAlivePeriodInSeconds", None)
+    return request
+
+
+def download_prefix(s3: Any, uri: str, folder: Path) -> int:
+    """Every object under the S3 prefix ``uri`` into ``folder``; how many."""
+    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+    count = 0
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for item in page.get("Contents", []):
+            relative = item["Key"][len(prefix) :].lstrip("/") or Path(item["Key"]).name
+            target = folder / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            s3.download_file(bucket, item["Key"], str(target))
+            count += 1
+    return count
+
+
+def replay(name: str, backend: AwsBackend, scratch: Path, out: TextIO | None = None) -> Any:
+    """Describe the training job ``name``, fetch its inputs and run its request here.
+
+    Returns the executor's ``JobRun`` (its folder holds the request, the log and /opt/ml).
+    """
+    from botocore.exceptions import ClientError
+
+    from executor import Options, run_job
+    from pipelines.sagemaker.local_pipeline import project_images
+
+    out = out or sys.stdout
+    try:
+        described = backend.describe(name)
+    except ClientError as err:
+        raise UserError(f"Cannot describe the training job {name!r}: {err}") from None
+    request = replay_request(described, f"replay-{name}"[:MAX_JOB_NAME].rstrip("-"))
+    uploads: dict[str, Path] = {}
+    for channel in request.get("InputDataConfig", []):
+        uri = channel["DataSource"]["S3DataSource"]["S3Uri"]
+        folder = scratch / channel["ChannelName"]
+        count = download_prefix(backend.s3, uri, folder)
+        print(f"{channel['ChannelName']}: {count} file(s) from {uri}", file=out, flush=True)
+        uploads[uri] = folder
+    image = request["AlgorithmSpecification"]["TrainingImage"]
+    options = Options(uploads=uploads)
+    return run_job("CreateTrainingJob", request, project_images(image), options)
+
+
+# --------------------------------------------------------------------------- summary
+
+
+def detached_message(sweep: Sweep) -> str:
+    """How to follow and fetch a sweep started with ``--detach``."""
+    sid = sweep.sweep_id
+    return (
+        f'Started sweep {sid}. Follow it with `make cloud-status ARGS="{sid}"`, '
+        f'fetch it with `make cloud-fetch ARGS="{sid}"`.'
+    )
+
+
+def summary(sweep: Sweep, out: TextIO | None = None) -> int:
+    """Print the table of a local multirun and write ``summary.csv``; the exit code.
+
+    0: every job completed; 1: a job failed unexpectedly; 2: a job failed on a user error.
+    """
+    out = out or sys.stdout
+    rows: list[tuple[str, dict[str, Any]]] = []
+    for job in sweep.jobs:
+        metrics_file = Path(job.folder or sweep.folder / job.name) / METRICS_FILE
+        if job.status == "Completed" and metrics_file.is_file():
+            metrics = json.loads(metrics_file.read_text())
+        else:
+            metrics = {"error": job.failure_reason or f"the job ended {job.status}"}
+        rows.append((" ".join(job.overrides) or job.name, metrics))
+    with open(sweep.folder / SUMMARY_FILE, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["run", "job", "status", "error", *SUMMARY_COLUMNS])
+        for job, (label, metrics) in zip(sweep.jobs, rows, strict=True):
+            test = metrics.get("test", {})
+            cells = ["" if test.get(c) is None else test[c] for c in SUMMARY_COLUMNS]
+            status = "failed" if "error" in metrics else "ok"
+            writer.writerow([label, job.name, status, metrics.get("error", ""), *cells])
+    print(summary_table(rows), file=out)
+    print(f"Summary: {sweep.folder / SUMMARY_FILE}", file=out, flush=True)
+    codes = [1 if str(m["error"]).startswith("Unexpected") else 2 for _, m in rows if "error" in m]
+    return max(codes, default=0)
+
+
+def summary_table(rows: list[tuple[str, dict[str, Any]]]) -> str:
+    """A plain-text table of test metrics, one row per run (status and error if any failed)."""
+    failures = any("error" in metrics for _, metrics in rows)
+    header = ["run", *(["status"] if failures else []), *SUMMARY_COLUMNS]
+    lines = [header]
+    for label, metrics in rows:
+        test = metrics.get("test", {})
+        status = ["failed" if "error" in metrics else "ok"] if failures else []
+        cells = [_cell(test.get(c)) for c in SUMMARY_COLUMNS]
+        lines.append([label, *status, *cells])
+    widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
+    text = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in lines]
+    text.insert(1, "  ".join("-" * w for w in widths))
+    errors = [f"{label}: {metrics['error']}" for label, metrics in rows if "error" in metrics]
+    return "test metrics\n" + "\n".join(text + (["errors:", *errors] if errors else []))
+
+
+def _cell(value: Any) -> str:
+    return f"{value:.6f}" if isinstance(value, (int, float)) else "-"
+
+
+# ------------------------------------------------------------------------ the command
+
+
+def launch(
+    jobs: Sequence[Sequence[str]],
+    *,
+    local: bool = False,
+    detach: bool = False,
+    max_parallel: int = 4,
+    poll_seconds: float = 15.0,
+    backend_factory: Callable[[Planned], Backend] | None = None,
+    out: TextIO | None = None,
+    sweep_id: str | None = None,
+) -> Sweep:
+    """Check every job, write ``sweep.json``, start the jobs and (unless detached) fetch them."""
+    out = out or sys.stdout
+    if local and detach:
+        raise UserError("--detach needs SageMaker: a --local job runs here until it ends.")
+    if detach and len(jobs) > max(1, max_parallel):
+        raise UserError(
+            f"--detach starts every job at once, and {len(jobs)} jobs exceed "
+            f"hydra.launcher.max_parallel_jobs={max_parallel}: raise it, or follow the sweep "
+            "(no --detach) so that jobs start as others end."
+        )
+    with tempfile.TemporaryDirectory(prefix="cloud-run-") as tmp:
+        planned = plan(jobs, Path(tmp), local=local, sweep_id=sweep_id)
+        if backend_factory is not None:
+            backend = backend_factory(planned)
+        elif local:
+            backend = LocalBackend()
+        else:
+            backend = AwsBackend(planned.region)
+        start_sweep(planned, backend)
+        where = "here (executor)" if local else f"in SageMaker ({planned.region})"
+        print(
+            f"Sweep {planned.sweep.sweep_id}: {len(jobs)} job(s) {where}; "
+            f"record {planned.sweep.folder / SWEEP_FILE}",
+            file=out,
+            flush=True,
+        )
+        return run_jobs(
+            planned,
+            backend,
+            max_parallel=max_parallel,
+            poll_seconds=poll_seconds,
+            detach=detach,
+            out=out,
+        )
