@@ -36,7 +36,7 @@ OVERRIDES_FILE = "overrides.yaml"
 VERSION_FILE = "version"
 # 1: no version file (schema nodes named `<option>_schema`, defaults in the dataclasses).
 # 2: schema nodes under `schema/`, defaults in the YAML only, enums for choices.
-CHANNEL_VERSION = 2
+CHANNEL_VERSION = 3
 
 
 class ChannelVersionError(ValueError):
