@@ -3,7 +3,8 @@
 A signal becomes an ``Interrupted`` exception in the main thread, so ``finally``
 blocks (the staging folders of ``steps.runtime.io.staged_outputs``) run. The caller then
 stops its worker processes, removes what staging folders are left, prints one
-line, ``interrupted``, and exits with 128 + the signal number (130 or 143).
+line, ``interrupted``, and exits with 128 + the signal number (130 or 143)
+(``exit_interrupted``).
 """
 
 from __future__ import annotations
@@ -88,17 +89,34 @@ def remove_staging(roots: Iterable[Path]) -> None:
 
 
 def exit_interrupted(err: Interrupted, roots: Iterable[Path] = ()) -> NoReturn:
-    """Stop workers, remove staging folders, print ``interrupted`` and exit at once.
+    """Stop workers, remove staging folders, run the exit handlers, print ``interrupted``, exit.
 
     ``os._exit`` skips waiting for threads still training (local tuning runs trials in
-    threads) and for pool shutdown hooks: everything worth keeping is already published.
+    threads): everything worth keeping is already published. The ``atexit`` handlers
+    run first all the same: they release what the process holds beyond its own life,
+    such as the named semaphores of a multirun's worker pool, which the pool's resource
+    tracker would otherwise report as leaked, on stderr, once this process has gone.
     """
     stop_workers()
     remove_staging(roots)
+    if not run_exit_handlers():
+        logging.shutdown()
     print("interrupted", file=sys.stderr, flush=True)
-    logging.shutdown()
     sys.stdout.flush()
     os._exit(err.exit_code)
+
+
+def run_exit_handlers() -> bool:
+    """Run the ``atexit`` handlers now (each once); False where the interpreter has no hook.
+
+    Before an ``os._exit``: logging is flushed, and multiprocessing's finalizers unlink
+    the semaphores and stop the pools it registered.
+    """
+    run_handlers = getattr(atexit, "_run_exitfuncs", None)
+    if run_handlers is None:
+        return False
+    run_handlers()
+    return True
 
 
 def exit_now(code: int) -> NoReturn:
@@ -110,11 +128,9 @@ def exit_now(code: int) -> NoReturn:
     standard streams are flushed. With another thread still running, or where the
     interpreter has no handler hook, this is a plain ``sys.exit``.
     """
-    run_handlers = getattr(atexit, "_run_exitfuncs", None)
     others = [t for t in threading.enumerate() if t is not threading.current_thread()]
-    if run_handlers is None or any(not t.daemon for t in others):
+    if any(not t.daemon for t in others) or not run_exit_handlers():
         sys.exit(code)
-    run_handlers()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()
