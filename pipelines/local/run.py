@@ -3,9 +3,10 @@ Hydra's run folder.
 
 Single runs and multiruns (``-m model.max_leaf_nodes=32,128``) share this
 entrypoint; a multirun ends with a summary table across its runs. The prepare
-step runs in a forked child while this process loads what training and
-evaluation need (``prepared_ahead``), and the garbage collector waits while the
-libraries load (``steps.runtime.startup``).
+step runs ahead while this process loads what training and evaluation need
+(``prepared_ahead``), and the garbage collector waits while the libraries load:
+the start-up speed-ups of ``steps.runtime.speed``, which
+``CLAIM_FREQUENCY_SPEEDUPS=0`` turns off with the same outputs.
 
 Before Hydra writes anything, every run's config gets the same checks as a
 SageMaker job (``steps.checks.check_config``), runtime overrides may not read the
@@ -23,15 +24,11 @@ import copy
 import csv
 import json
 import logging
-import multiprocessing
 import os
-import signal
 import sys
 import tempfile
-import threading
-import traceback
-from collections.abc import Callable, Iterator, Sequence
-from multiprocessing.connection import Connection
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -50,16 +47,12 @@ from conf.errors import ConfigError, UserError, compose_checked, report, require
 from conf.secrets import check_runtime_overrides, install_log_redaction, redact
 from steps import register_schemas
 from steps.checks import check_config
-from steps.runtime import startup
-from steps.runtime.interrupt import (
-    Interrupted,
-    exit_interrupted,
-    exit_now,
-    signals_raise,
-    watch_parent,
-)
+from steps.runtime import speed
+from steps.runtime.interrupt import Interrupted, exit_interrupted, signals_raise, watch_parent
 
 log = logging.getLogger(__name__)
+# The prepare step's result: its split folders by name, once it has finished.
+PreparedSplits = Callable[[], dict[str, Path]]
 SUMMARY_COLUMNS = ("poisson_deviance", "d2", "gini", "baseline_poisson_deviance", "d2_ratio")
 FAILED_FILE = "FAILED"
 # Folders to clear of staging folders if the run is interrupted (filled as runs start).
@@ -87,7 +80,7 @@ def run(cfg: DictConfig, out: Path) -> dict[str, Any]:
         from steps.evaluate import evaluate
         from steps.train import train
 
-        startup.resume()
+        speed.resume_collector()
     splits = prepared()
     train(cfg, splits["train"], splits["validation"], out / "model")
     metrics = evaluate(cfg, out / "model", splits["test"], out, validation_dir=splits["validation"])
@@ -96,76 +89,16 @@ def run(cfg: DictConfig, out: Path) -> dict[str, Any]:
     return metrics
 
 
-@contextlib.contextmanager
-def prepared_ahead(cfg: DictConfig, data_dir: Path) -> Iterator[Callable[[], dict[str, Path]]]:
-    """Run the prepare step while the block loads what training and evaluation need.
+def prepared_ahead(cfg: DictConfig, data_dir: Path) -> AbstractContextManager[PreparedSplits]:
+    """The prepare step, run ahead while the block loads what training and evaluation need.
 
-    Yields a function that returns the step's split folders once the block has ended;
-    the step's error is raised as the block ends. Where a fork is safe (Linux, no other
-    thread running) the step runs in a forked child, so that the data is ready when the
-    libraries are; elsewhere it runs here, before the block. Either way it is the same
-    step function with the same outputs, and training starts only once it has finished.
+    The block yields a function that returns the step's split folders once the block
+    has ended; the step's error is raised as the block ends (``speed.run_ahead``: a
+    forked child where that is safe and the speed-ups are on, otherwise first, here).
     """
     from steps.prepare import prepare
 
-    splits: list[dict[str, Path]] = []
-    if sys.platform != "linux" or threading.active_count() > 1:
-        splits.append(prepare(cfg, data_dir))
-        yield lambda: splits[0]
-        return
-    context = multiprocessing.get_context("fork")
-    receive, send = context.Pipe(duplex=False)
-    child = context.Process(target=_send_result, args=(send, prepare, cfg, data_dir))
-    child.start()
-    send.close()
-    try:
-        yield lambda: splits[0]
-    except BaseException:
-        if child.is_alive():  # the block failed or was interrupted: stop the step too
-            child.terminate()
-        child.join()
-        receive.close()
-        raise
-    try:  # the step's own error is raised here; its child has ended or is ending
-        splits.append(_received(child, receive))
-    finally:
-        child.join()
-        receive.close()
-
-
-def _send_result(send: Connection, task: Callable[..., Any], *args: Any) -> None:
-    """In the child: ``task(*args)``, then its value or its error to the parent."""
-    watch_parent()
-    try:
-        outcome: tuple[bool, Any] = (True, task(*args))
-    except BaseException as err:
-        if not isinstance(err, UserError | Interrupted):
-            err.add_note(traceback.format_exc().rstrip())
-        outcome = (False, err)
-    # The step is over and cleaned up: a signal from now on just ends this process
-    # (the inherited handler would raise ``Interrupted`` outside the step).
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, signal.SIG_DFL)
-    try:
-        send.send(outcome)
-    except BrokenPipeError:  # the parent stopped waiting (it failed or was interrupted)
-        pass
-    except Exception as err:  # an error that cannot be pickled: its text still arrives
-        send.send((False, RuntimeError(f"{type(outcome[1]).__name__}: {outcome[1]} ({err})")))
-
-
-def _received(child: multiprocessing.process.BaseProcess, receive: Connection) -> Any:
-    """The child's value, or its error raised here."""
-    try:
-        ok, value = receive.recv()
-    except EOFError:
-        child.join()
-        raise RuntimeError(
-            f"The prepare step's process ended without a result (exit code {child.exitcode})."
-        ) from None
-    if not ok:
-        raise value
-    return value
+    return speed.run_ahead(prepare, cfg, data_dir)
 
 
 def summary_table(rows: list[tuple[str, dict[str, Any]]]) -> str:
@@ -261,7 +194,7 @@ class SweepSummary(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         CLEANUP_ROOTS.append(Path(config.hydra.sweep.dir))
-        startup.resume()  # the jobs load their libraries in their own processes
+        speed.resume_collector()  # the jobs load their libraries in their own processes
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
@@ -435,7 +368,7 @@ def launch(app: Callable[[], Any], extra_check: Callable[[DictConfig], None] | N
     """
     # Without this, Hydra prints its own report and exits 1 whatever the error.
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")
-    startup.pause()  # until the run has loaded its libraries (``run``)
+    speed.pause_collector()  # until the run has loaded its libraries (``run``)
     register_schemas()
     try:
         with signals_raise():
@@ -449,7 +382,7 @@ def launch(app: Callable[[], Any], extra_check: Callable[[DictConfig], None] | N
     except Interrupted as err:
         exit_interrupted(err, CLEANUP_ROOTS)
     finally:
-        startup.resume()
+        speed.resume_collector()
     return SWEEP_EXIT[-1] if SWEEP_EXIT else 0
 
 
@@ -463,7 +396,7 @@ def hydra_main(cfg: DictConfig, out: Path) -> float:
 
 def main() -> None:
     """``python -m pipelines.local.run [-m] [overrides]``."""
-    exit_now(launch(hydra_main))
+    speed.exit_now(launch(hydra_main))
 
 
 if __name__ == "__main__":

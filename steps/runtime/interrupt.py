@@ -1,4 +1,4 @@
-"""How a process ends: SIGTERM and SIGINT stop it cleanly, and a finished run exits at once.
+"""How a process ends when SIGTERM or SIGINT stops it: cleanly, with one line.
 
 A signal becomes an ``Interrupted`` exception in the main thread, so ``finally``
 blocks (the staging folders of ``steps.runtime.io.staged_outputs``) run. The caller then
@@ -10,7 +10,6 @@ line, ``interrupted``, and exits with 128 + the signal number (130 or 143)
 from __future__ import annotations
 
 import atexit
-import contextlib
 import logging
 import multiprocessing
 import os
@@ -117,24 +116,6 @@ def run_exit_handlers() -> bool:
         return False
     run_handlers()
     return True
-
-
-def exit_now(code: int) -> NoReturn:
-    """Exit with ``code`` once exit handlers have run, without the interpreter's teardown.
-
-    With scikit-learn, pandas and matplotlib loaded, freeing every module's objects at
-    exit takes about half a second and nothing of ours needs it: outputs are already
-    published. The ``atexit`` handlers (logging, worker pools) still run and the
-    standard streams are flushed. With another thread still running, or where the
-    interpreter has no handler hook, this is a plain ``sys.exit``.
-    """
-    others = [t for t in threading.enumerate() if t is not threading.current_thread()]
-    if any(not t.daemon for t in others) or not run_exit_handlers():
-        sys.exit(code)
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
-            stream.flush()
-    os._exit(code)
 
 
 def watch_parent(interval: float = 0.5, grace: float = 5.0) -> None:
