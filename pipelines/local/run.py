@@ -45,6 +45,7 @@ from conf import CONF_DIR, to_yaml, user_message
 from conf.contract import CONFIG_FILE, METRICS_FILE
 from conf.errors import ConfigError, UserError, compose_checked, report, require_complete
 from conf.secrets import check_runtime_overrides, install_log_redaction, redact
+from pipelines.local.hydra_adapter import read_command_line, sweep_jobs
 from steps import register_schemas
 from steps.checks import check_config
 from steps.runtime import speed
@@ -241,18 +242,11 @@ def preflight(argv: Sequence[str], extra_check: Callable[[DictConfig], None] | N
 
     Raises a ``UserError``. Hydra's informational flags (``--help``, ``--cfg``, ...) skip it.
     """
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-    from hydra._internal.utils import get_args_parser
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import HydraException
-
-    args = get_args_parser().parse_args(list(argv))
-    informational = (args.help, args.hydra_help, args.cfg, args.info, args.shell_completion)
-    if any(informational) or args.config_name or args.config_dir or args.config_path:
+    command = read_command_line(argv)
+    if command.informational or command.other_config:
         return
-    overrides = list(args.overrides)
-    multirun = args.multirun or "hydra.mode=MULTIRUN" in overrides
-    if not multirun:
+    overrides = list(command.overrides)
+    if not command.multirun:
         # Composed once, by Hydra: ``RunChecks`` checks it before the run writes anything.
         try:
             check_runtime_overrides(overrides)
@@ -261,10 +255,9 @@ def preflight(argv: Sequence[str], extra_check: Callable[[DictConfig], None] | N
         RUN_CHECKS[:] = [extra_check] if extra_check else []
         return
     try:
-        parsed = OverridesParser.create().parse_overrides(overrides)
+        jobs = sweep_jobs(overrides)
     except HydraException as err:
         raise ConfigError(f"Invalid overrides {' '.join(overrides)!r}: {err}") from None
-    jobs = [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
     for number, job in enumerate(jobs):
         try:
             check_run(compose_checked(job), [extra_check] if extra_check else [])
