@@ -29,6 +29,8 @@ import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -56,12 +58,35 @@ log = logging.getLogger(__name__)
 PreparedSplits = Callable[[], dict[str, Path]]
 SUMMARY_COLUMNS = ("poisson_deviance", "d2", "gini", "baseline_poisson_deviance", "d2_ratio")
 FAILED_FILE = "FAILED"
-# Folders to clear of staging folders if the run is interrupted (filled as runs start).
-CLEANUP_ROOTS: list[Path] = []
-# Exit code of the last multirun's summary: 0, 1 (a job failed unexpectedly) or 2.
-SWEEP_EXIT: list[int] = []
-# The entrypoint's own check of a single run's config (``RunChecks`` applies it).
-RUN_CHECKS: list[Callable[[DictConfig], None]] = []
+
+
+@dataclass
+class RunState:
+    """What one ``launch`` shares with the Hydra callbacks and the job wrapper it runs.
+
+    Hydra builds the callbacks from the config (``hydra.callbacks``), so they cannot be
+    handed this object: ``launch`` sets it in ``_RUN`` for as long as the app runs, and
+    they read it with ``current_run()``. Jobs in a multirun's worker processes see a
+    fresh one: what they would record there concerns only their own process.
+    """
+
+    # The entrypoint's own checks of every run's config (local tuning: the search).
+    extra_checks: tuple[Callable[[DictConfig], None], ...] = ()
+    # Folders to clear of staging folders if the run is interrupted (added as runs start).
+    cleanup_roots: list[Path] = field(default_factory=list)
+    # The multirun summary's exit code: 0, 1 (a job failed unexpectedly) or 2.
+    sweep_exit: int = 0
+
+
+_RUN: ContextVar[RunState] = ContextVar("local_run")
+
+
+def current_run() -> RunState:
+    """The state of the ``launch`` running now; outside one, a fresh state of no run."""
+    try:
+        return _RUN.get()
+    except LookupError:
+        return RunState()
 
 
 def run(cfg: DictConfig, out: Path) -> dict[str, Any]:
@@ -140,7 +165,7 @@ def guarded(task: Callable[[DictConfig, Path], Any]) -> Callable[[DictConfig], A
         out = Path(hydra_cfg.runtime.output_dir)
         multirun = hydra_cfg.mode == RunMode.MULTIRUN
         install_log_redaction()
-        CLEANUP_ROOTS.append(out)
+        current_run().cleanup_roots.append(out)
         if multirun:
             watch_parent()
         try:
@@ -194,7 +219,7 @@ class SweepSummary(Callback):
     """At the end of a multirun, print and save a table of every job with its status."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        CLEANUP_ROOTS.append(Path(config.hydra.sweep.dir))
+        current_run().cleanup_roots.append(Path(config.hydra.sweep.dir))
         speed.resume_collector()  # the jobs load their libraries in their own processes
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
@@ -213,7 +238,7 @@ class SweepSummary(Callback):
                 metrics["error"] = reason
                 codes.append(1 if reason.startswith("Unexpected") else 2)
             rows.append((label or job.name, metrics))
-        SWEEP_EXIT.append(max(codes))
+        current_run().sweep_exit = max(codes)
         if not rows:
             return
         from steps.runtime.io import staged_outputs
@@ -237,10 +262,14 @@ def _job_number(path: Path) -> int:
 # ------------------------------------------------------------------------- preflight
 
 
-def preflight(argv: Sequence[str], extra_check: Callable[[DictConfig], None] | None = None) -> None:
+def preflight(
+    argv: Sequence[str], extra_checks: Sequence[Callable[[DictConfig], None]] = ()
+) -> None:
     """Check every run's config and the output folder before Hydra writes anything.
 
-    Raises a ``UserError``. Hydra's informational flags (``--help``, ``--cfg``, ...) skip it.
+    A multirun's jobs are checked here; a single run's config, once Hydra has composed
+    it (``RunChecks``). Raises a ``UserError``. Hydra's informational flags (``--help``,
+    ``--cfg``, ...) skip it.
     """
     command = read_command_line(argv)
     if command.informational or command.other_config:
@@ -252,7 +281,6 @@ def preflight(argv: Sequence[str], extra_check: Callable[[DictConfig], None] | N
             check_runtime_overrides(overrides)
         except HydraException as err:
             raise ConfigError(f"Invalid overrides {' '.join(overrides)!r}: {err}") from None
-        RUN_CHECKS[:] = [extra_check] if extra_check else []
         return
     try:
         jobs = sweep_jobs(overrides)
@@ -260,7 +288,7 @@ def preflight(argv: Sequence[str], extra_check: Callable[[DictConfig], None] | N
         raise ConfigError(f"Invalid overrides {' '.join(overrides)!r}: {err}") from None
     for number, job in enumerate(jobs):
         try:
-            check_run(compose_checked(job), [extra_check] if extra_check else [])
+            check_run(compose_checked(job), extra_checks)
         except UserError as err:
             if len(jobs) == 1:
                 raise
@@ -276,30 +304,24 @@ def check_run(cfg: DictConfig, extra_checks: Sequence[Callable[[DictConfig], Non
         check(cfg)
 
 
-class RunRefused(BaseException):
-    """A single run's config failed ``RunChecks``: carries the ``UserError`` out of Hydra.
-
-    Hydra turns an ``Exception`` raised by a callback into a warning and goes on, so
-    the refusal travels as a ``BaseException`` to ``launch``, which reports it.
-    """
-
-    def __init__(self, error: UserError) -> None:
-        super().__init__(str(error))
-        self.error = error
-
-
 class RunChecks(Callback):
-    """A single run's checks, on the config Hydra composed, before the run writes anything."""
+    """A single run's checks, on the config Hydra composed, before the run writes anything.
+
+    A refused run ends here: its error is one line (``report``) and the program exits 2
+    (``SystemExit``, which ``launch`` returns as its exit code). Hydra 1.3 gives a
+    callback no way to stop a run: it turns an ``Exception`` raised by one into a warning
+    and goes on to write the run's folder.
+    """
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         cfg = copy.deepcopy(config)
         with open_dict(cfg):
             del cfg["hydra"]
         try:
-            check_run(cfg, RUN_CHECKS)
+            check_run(cfg, current_run().extra_checks)
             check_folder(Path(str(config.hydra.run.dir)).expanduser(), "hydra.run.dir")
         except UserError as err:
-            raise RunRefused(err) from None
+            raise SystemExit(report(err)) from None
 
 
 def check_sweep_folder(overrides: Sequence[str]) -> None:
@@ -358,25 +380,39 @@ def launch(app: Callable[[], Any], extra_check: Callable[[DictConfig], None] | N
     """Preflight, then the Hydra app; return the exit code (exits at once when interrupted).
 
     A user error, or a config error Hydra raises itself, is one paragraph and exit 2.
+    The app's ``SystemExit`` (a refused or failed single run, Hydra's ``--help``) is
+    returned as the exit code. The run's state lives in a ``RunState`` for as long as
+    this call.
     """
     # Without this, Hydra prints its own report and exits 1 whatever the error.
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")
     speed.pause_collector()  # until the run has loaded its libraries (``run``)
     register_schemas()
+    state = RunState(extra_checks=(extra_check,) if extra_check else ())
+    token = _RUN.set(state)
     try:
         with signals_raise():
             try:
-                preflight(sys.argv[1:], extra_check)
-                SWEEP_EXIT.clear()
+                preflight(sys.argv[1:], state.extra_checks)
                 app()
-            except (UserError, RunRefused, HydraException, OmegaConfBaseException) as err:
-                text = str(err) if isinstance(err, UserError | RunRefused) else user_message(err)
-                return report(text)
+            except (UserError, HydraException, OmegaConfBaseException) as err:
+                return report(str(err) if isinstance(err, UserError) else user_message(err))
+            except SystemExit as stop:
+                return _exit_code(stop)
     except Interrupted as err:
-        exit_interrupted(err, CLEANUP_ROOTS)
+        exit_interrupted(err, state.cleanup_roots)
     finally:
+        _RUN.reset(token)
         speed.resume_collector()
-    return SWEEP_EXIT[-1] if SWEEP_EXIT else 0
+    return state.sweep_exit
+
+
+def _exit_code(stop: SystemExit) -> int:
+    """The exit code ``sys.exit`` would give the process for ``stop``."""
+    if stop.code is None or isinstance(stop.code, int):
+        return stop.code or 0
+    print(stop.code, file=sys.stderr, flush=True)
+    return 1
 
 
 @hydra.main(config_path="../../conf", config_name="config", version_base="1.3")
