@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import logging
 import multiprocessing
 import os
 import signal
@@ -32,6 +33,7 @@ from typing import Any, NoReturn, TypeVar
 
 from steps.runtime.interrupt import Interrupted, run_exit_handlers, watch_parent
 
+log = logging.getLogger(__name__)
 SWITCH = "CLAIM_FREQUENCY_SPEEDUPS"
 OFF_VALUES = frozenset({"0", "false", "no", "off"})
 T = TypeVar("T")
@@ -90,15 +92,17 @@ def run_ahead(task: Callable[..., T], *args: Any) -> Iterator[Callable[[], T]]:
     value is used only once it has finished. A block that fails stops the child.
     """
     results: list[T] = []
+    name = getattr(task, "__name__", "the step")
     if not enabled() or sys.platform != "linux" or threading.active_count() > 1:
+        log.debug("%s runs first, in this process", name)
         results.append(task(*args))
         yield lambda: results[0]
         return
     context = multiprocessing.get_context("fork")
     receive, send = context.Pipe(duplex=False)
-    name = getattr(task, "__name__", "the step")
     child = context.Process(target=_send_result, args=(send, task, *args), name=name)
     child.start()
+    log.debug("%s runs ahead, in a forked child (pid %s)", name, child.pid)
     send.close()
     try:
         yield lambda: results[0]
