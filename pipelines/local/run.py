@@ -429,7 +429,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    # Run as the importable module, so that Hydra's callbacks and this code share state.
+    # Run as the importable module, so that the callbacks Hydra builds find the state
+    # ``launch`` set (``current_run``): ``__main__`` would hold a second ``_RUN``.
     from pipelines.local.run import main as _main
 
     _main()
