@@ -56,8 +56,8 @@ from conf.runtime import StartOverrideError, check_start_overrides
 from conf.secrets import install_log_redaction, redact
 from container import hyperparameters
 from steps import register_schemas
-from steps.runtime import startup
-from steps.runtime.interrupt import Interrupted, exit_now, signals_raise
+from steps.runtime import speed
+from steps.runtime.interrupt import Interrupted, signals_raise
 
 # The step modules (scikit-learn, pandas, matplotlib) are imported by the command
 # that needs them, after its inputs and config are checked, so that a bad input
@@ -266,7 +266,7 @@ def loaded(cfg: DictConfig) -> None:
     from steps.checks import check_config
 
     check_config(cfg)
-    startup.resume()
+    speed.resume_collector()
 
 
 COMMANDS: dict[str, Callable[[OptMl, str], None]] = {
@@ -408,11 +408,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from container.serve import main as serve
 
         return serve(args_list[1:])
-    startup.pause()  # until the command has loaded its libraries (``loaded``)
+    speed.pause_collector()  # until the command has loaded its libraries (``loaded``)
     try:
         return _run_command(argv)
     finally:
-        startup.resume()
+        speed.resume_collector()
 
 
 def _run_command(argv: Sequence[str] | None) -> int:
@@ -451,4 +451,4 @@ def _run_command(argv: Sequence[str] | None) -> int:
 
 
 if __name__ == "__main__":
-    exit_now(main())
+    speed.exit_now(main())

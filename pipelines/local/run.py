@@ -3,9 +3,10 @@ Hydra's run folder.
 
 Single runs and multiruns (``-m model.max_leaf_nodes=32,128``) share this
 entrypoint; a multirun ends with a summary table across its runs. The prepare
-step runs in a forked child while this process loads what training and
-evaluation need (``prepared_ahead``), and the garbage collector waits while the
-libraries load (``steps.runtime.startup``).
+step runs ahead while this process loads what training and evaluation need
+(``prepared_ahead``), and the garbage collector waits while the libraries load:
+the start-up speed-ups of ``steps.runtime.speed``, which
+``CLAIM_FREQUENCY_SPEEDUPS=0`` turns off with the same outputs.
 
 Before Hydra writes anything, every run's config gets the same checks as a
 SageMaker job (``steps.checks.check_config``), runtime overrides may not read the
@@ -23,15 +24,13 @@ import copy
 import csv
 import json
 import logging
-import multiprocessing
 import os
-import signal
 import sys
 import tempfile
-import threading
-import traceback
-from collections.abc import Callable, Iterator, Sequence
-from multiprocessing.connection import Connection
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,26 +47,46 @@ from conf import CONF_DIR, to_yaml, user_message
 from conf.contract import CONFIG_FILE, METRICS_FILE
 from conf.errors import ConfigError, UserError, compose_checked, report, require_complete
 from conf.secrets import check_runtime_overrides, install_log_redaction, redact
+from pipelines.local.hydra_adapter import read_command_line, sweep_jobs
 from steps import register_schemas
 from steps.checks import check_config
-from steps.runtime import startup
-from steps.runtime.interrupt import (
-    Interrupted,
-    exit_interrupted,
-    exit_now,
-    signals_raise,
-    watch_parent,
-)
+from steps.runtime import speed
+from steps.runtime.interrupt import Interrupted, exit_interrupted, signals_raise, watch_parent
 
 log = logging.getLogger(__name__)
+# The prepare step's result: its split folders by name, once it has finished.
+PreparedSplits = Callable[[], dict[str, Path]]
 SUMMARY_COLUMNS = ("poisson_deviance", "d2", "gini", "baseline_poisson_deviance", "d2_ratio")
 FAILED_FILE = "FAILED"
-# Folders to clear of staging folders if the run is interrupted (filled as runs start).
-CLEANUP_ROOTS: list[Path] = []
-# Exit code of the last multirun's summary: 0, 1 (a job failed unexpectedly) or 2.
-SWEEP_EXIT: list[int] = []
-# The entrypoint's own check of a single run's config (``RunChecks`` applies it).
-RUN_CHECKS: list[Callable[[DictConfig], None]] = []
+
+
+@dataclass
+class RunState:
+    """What one ``launch`` shares with the Hydra callbacks and the job wrapper it runs.
+
+    Hydra builds the callbacks from the config (``hydra.callbacks``), so they cannot be
+    handed this object: ``launch`` sets it in ``_RUN`` for as long as the app runs, and
+    they read it with ``current_run()``. Jobs in a multirun's worker processes see a
+    fresh one: what they would record there concerns only their own process.
+    """
+
+    # The entrypoint's own checks of every run's config (local tuning: the search).
+    extra_checks: tuple[Callable[[DictConfig], None], ...] = ()
+    # Folders to clear of staging folders if the run is interrupted (added as runs start).
+    cleanup_roots: list[Path] = field(default_factory=list)
+    # The multirun summary's exit code: 0, 1 (a job failed unexpectedly) or 2.
+    sweep_exit: int = 0
+
+
+_RUN: ContextVar[RunState] = ContextVar("local_run")
+
+
+def current_run() -> RunState:
+    """The state of the ``launch`` running now; outside one, a fresh state of no run."""
+    try:
+        return _RUN.get()
+    except LookupError:
+        return RunState()
 
 
 def run(cfg: DictConfig, out: Path) -> dict[str, Any]:
@@ -87,7 +106,7 @@ def run(cfg: DictConfig, out: Path) -> dict[str, Any]:
         from steps.evaluate import evaluate
         from steps.train import train
 
-        startup.resume()
+        speed.resume_collector()
     splits = prepared()
     train(cfg, splits["train"], splits["validation"], out / "model")
     metrics = evaluate(cfg, out / "model", splits["test"], out, validation_dir=splits["validation"])
@@ -96,76 +115,16 @@ def run(cfg: DictConfig, out: Path) -> dict[str, Any]:
     return metrics
 
 
-@contextlib.contextmanager
-def prepared_ahead(cfg: DictConfig, data_dir: Path) -> Iterator[Callable[[], dict[str, Path]]]:
-    """Run the prepare step while the block loads what training and evaluation need.
+def prepared_ahead(cfg: DictConfig, data_dir: Path) -> AbstractContextManager[PreparedSplits]:
+    """The prepare step, run ahead while the block loads what training and evaluation need.
 
-    Yields a function that returns the step's split folders once the block has ended;
-    the step's error is raised as the block ends. Where a fork is safe (Linux, no other
-    thread running) the step runs in a forked child, so that the data is ready when the
-    libraries are; elsewhere it runs here, before the block. Either way it is the same
-    step function with the same outputs, and training starts only once it has finished.
+    The block yields a function that returns the step's split folders once the block
+    has ended; the step's error is raised as the block ends (``speed.run_ahead``: a
+    forked child where that is safe and the speed-ups are on, otherwise first, here).
     """
     from steps.prepare import prepare
 
-    splits: list[dict[str, Path]] = []
-    if sys.platform != "linux" or threading.active_count() > 1:
-        splits.append(prepare(cfg, data_dir))
-        yield lambda: splits[0]
-        return
-    context = multiprocessing.get_context("fork")
-    receive, send = context.Pipe(duplex=False)
-    child = context.Process(target=_send_result, args=(send, prepare, cfg, data_dir))
-    child.start()
-    send.close()
-    try:
-        yield lambda: splits[0]
-    except BaseException:
-        if child.is_alive():  # the block failed or was interrupted: stop the step too
-            child.terminate()
-        child.join()
-        receive.close()
-        raise
-    try:  # the step's own error is raised here; its child has ended or is ending
-        splits.append(_received(child, receive))
-    finally:
-        child.join()
-        receive.close()
-
-
-def _send_result(send: Connection, task: Callable[..., Any], *args: Any) -> None:
-    """In the child: ``task(*args)``, then its value or its error to the parent."""
-    watch_parent()
-    try:
-        outcome: tuple[bool, Any] = (True, task(*args))
-    except BaseException as err:
-        if not isinstance(err, UserError | Interrupted):
-            err.add_note(traceback.format_exc().rstrip())
-        outcome = (False, err)
-    # The step is over and cleaned up: a signal from now on just ends this process
-    # (the inherited handler would raise ``Interrupted`` outside the step).
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, signal.SIG_DFL)
-    try:
-        send.send(outcome)
-    except BrokenPipeError:  # the parent stopped waiting (it failed or was interrupted)
-        pass
-    except Exception as err:  # an error that cannot be pickled: its text still arrives
-        send.send((False, RuntimeError(f"{type(outcome[1]).__name__}: {outcome[1]} ({err})")))
-
-
-def _received(child: multiprocessing.process.BaseProcess, receive: Connection) -> Any:
-    """The child's value, or its error raised here."""
-    try:
-        ok, value = receive.recv()
-    except EOFError:
-        child.join()
-        raise RuntimeError(
-            f"The prepare step's process ended without a result (exit code {child.exitcode})."
-        ) from None
-    if not ok:
-        raise value
-    return value
+    return speed.run_ahead(prepare, cfg, data_dir)
 
 
 def summary_table(rows: list[tuple[str, dict[str, Any]]]) -> str:
@@ -206,7 +165,7 @@ def guarded(task: Callable[[DictConfig, Path], Any]) -> Callable[[DictConfig], A
         out = Path(hydra_cfg.runtime.output_dir)
         multirun = hydra_cfg.mode == RunMode.MULTIRUN
         install_log_redaction()
-        CLEANUP_ROOTS.append(out)
+        current_run().cleanup_roots.append(out)
         if multirun:
             watch_parent()
         try:
@@ -260,8 +219,8 @@ class SweepSummary(Callback):
     """At the end of a multirun, print and save a table of every job with its status."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        CLEANUP_ROOTS.append(Path(config.hydra.sweep.dir))
-        startup.resume()  # the jobs load their libraries in their own processes
+        current_run().cleanup_roots.append(Path(config.hydra.sweep.dir))
+        speed.resume_collector()  # the jobs load their libraries in their own processes
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
@@ -279,7 +238,7 @@ class SweepSummary(Callback):
                 metrics["error"] = reason
                 codes.append(1 if reason.startswith("Unexpected") else 2)
             rows.append((label or job.name, metrics))
-        SWEEP_EXIT.append(max(codes))
+        current_run().sweep_exit = max(codes)
         if not rows:
             return
         from steps.runtime.io import staged_outputs
@@ -303,38 +262,33 @@ def _job_number(path: Path) -> int:
 # ------------------------------------------------------------------------- preflight
 
 
-def preflight(argv: Sequence[str], extra_check: Callable[[DictConfig], None] | None = None) -> None:
+def preflight(
+    argv: Sequence[str], extra_checks: Sequence[Callable[[DictConfig], None]] = ()
+) -> None:
     """Check every run's config and the output folder before Hydra writes anything.
 
-    Raises a ``UserError``. Hydra's informational flags (``--help``, ``--cfg``, ...) skip it.
+    A multirun's jobs are checked here; a single run's config, once Hydra has composed
+    it (``RunChecks``). Raises a ``UserError``. Hydra's informational flags (``--help``,
+    ``--cfg``, ...) skip it.
     """
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-    from hydra._internal.utils import get_args_parser
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import HydraException
-
-    args = get_args_parser().parse_args(list(argv))
-    informational = (args.help, args.hydra_help, args.cfg, args.info, args.shell_completion)
-    if any(informational) or args.config_name or args.config_dir or args.config_path:
+    command = read_command_line(argv)
+    if command.informational or command.other_config:
         return
-    overrides = list(args.overrides)
-    multirun = args.multirun or "hydra.mode=MULTIRUN" in overrides
-    if not multirun:
+    overrides = list(command.overrides)
+    if not command.multirun:
         # Composed once, by Hydra: ``RunChecks`` checks it before the run writes anything.
         try:
             check_runtime_overrides(overrides)
         except HydraException as err:
             raise ConfigError(f"Invalid overrides {' '.join(overrides)!r}: {err}") from None
-        RUN_CHECKS[:] = [extra_check] if extra_check else []
         return
     try:
-        parsed = OverridesParser.create().parse_overrides(overrides)
+        jobs = sweep_jobs(overrides)
     except HydraException as err:
         raise ConfigError(f"Invalid overrides {' '.join(overrides)!r}: {err}") from None
-    jobs = [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
     for number, job in enumerate(jobs):
         try:
-            check_run(compose_checked(job), [extra_check] if extra_check else [])
+            check_run(compose_checked(job), extra_checks)
         except UserError as err:
             if len(jobs) == 1:
                 raise
@@ -350,30 +304,24 @@ def check_run(cfg: DictConfig, extra_checks: Sequence[Callable[[DictConfig], Non
         check(cfg)
 
 
-class RunRefused(BaseException):
-    """A single run's config failed ``RunChecks``: carries the ``UserError`` out of Hydra.
-
-    Hydra turns an ``Exception`` raised by a callback into a warning and goes on, so
-    the refusal travels as a ``BaseException`` to ``launch``, which reports it.
-    """
-
-    def __init__(self, error: UserError) -> None:
-        super().__init__(str(error))
-        self.error = error
-
-
 class RunChecks(Callback):
-    """A single run's checks, on the config Hydra composed, before the run writes anything."""
+    """A single run's checks, on the config Hydra composed, before the run writes anything.
+
+    A refused run ends here: its error is one line (``report``) and the program exits 2
+    (``SystemExit``, which ``launch`` returns as its exit code). Hydra 1.3 gives a
+    callback no way to stop a run: it turns an ``Exception`` raised by one into a warning
+    and goes on to write the run's folder.
+    """
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         cfg = copy.deepcopy(config)
         with open_dict(cfg):
             del cfg["hydra"]
         try:
-            check_run(cfg, RUN_CHECKS)
+            check_run(cfg, current_run().extra_checks)
             check_folder(Path(str(config.hydra.run.dir)).expanduser(), "hydra.run.dir")
         except UserError as err:
-            raise RunRefused(err) from None
+            raise SystemExit(report(err)) from None
 
 
 def check_sweep_folder(overrides: Sequence[str]) -> None:
@@ -432,25 +380,39 @@ def launch(app: Callable[[], Any], extra_check: Callable[[DictConfig], None] | N
     """Preflight, then the Hydra app; return the exit code (exits at once when interrupted).
 
     A user error, or a config error Hydra raises itself, is one paragraph and exit 2.
+    The app's ``SystemExit`` (a refused or failed single run, Hydra's ``--help``) is
+    returned as the exit code. The run's state lives in a ``RunState`` for as long as
+    this call.
     """
     # Without this, Hydra prints its own report and exits 1 whatever the error.
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")
-    startup.pause()  # until the run has loaded its libraries (``run``)
+    speed.pause_collector()  # until the run has loaded its libraries (``run``)
     register_schemas()
+    state = RunState(extra_checks=(extra_check,) if extra_check else ())
+    token = _RUN.set(state)
     try:
         with signals_raise():
             try:
-                preflight(sys.argv[1:], extra_check)
-                SWEEP_EXIT.clear()
+                preflight(sys.argv[1:], state.extra_checks)
                 app()
-            except (UserError, RunRefused, HydraException, OmegaConfBaseException) as err:
-                text = str(err) if isinstance(err, UserError | RunRefused) else user_message(err)
-                return report(text)
+            except (UserError, HydraException, OmegaConfBaseException) as err:
+                return report(str(err) if isinstance(err, UserError) else user_message(err))
+            except SystemExit as stop:
+                return _exit_code(stop)
     except Interrupted as err:
-        exit_interrupted(err, CLEANUP_ROOTS)
+        exit_interrupted(err, state.cleanup_roots)
     finally:
-        startup.resume()
-    return SWEEP_EXIT[-1] if SWEEP_EXIT else 0
+        _RUN.reset(token)
+        speed.resume_collector()
+    return state.sweep_exit
+
+
+def _exit_code(stop: SystemExit) -> int:
+    """The exit code ``sys.exit`` would give the process for ``stop``."""
+    if stop.code is None or isinstance(stop.code, int):
+        return stop.code or 0
+    print(stop.code, file=sys.stderr, flush=True)
+    return 1
 
 
 @hydra.main(config_path="../../conf", config_name="config", version_base="1.3")
@@ -463,11 +425,12 @@ def hydra_main(cfg: DictConfig, out: Path) -> float:
 
 def main() -> None:
     """``python -m pipelines.local.run [-m] [overrides]``."""
-    exit_now(launch(hydra_main))
+    speed.exit_now(launch(hydra_main))
 
 
 if __name__ == "__main__":
-    # Run as the importable module, so that Hydra's callbacks and this code share state.
+    # Run as the importable module, so that the callbacks Hydra builds find the state
+    # ``launch`` set (``current_run``): ``__main__`` would hold a second ``_RUN``.
     from pipelines.local.run import main as _main
 
     _main()

@@ -23,8 +23,7 @@ from conf import to_yaml
 from conf.errors import ConfigError, DataError, UserError, require_complete
 from pipelines.local.run import guarded, launch, summary_table
 from steps.checks import check_config, check_tuning
-from steps.runtime import startup
-from steps.runtime.interrupt import exit_now
+from steps.runtime import speed
 from steps.runtime.io import staged_outputs
 
 log = logging.getLogger(__name__)
@@ -71,7 +70,7 @@ def tune(cfg: DictConfig, out: Path) -> dict[str, Any]:
     from steps.prepare import prepare
     from steps.train import train
 
-    startup.resume()
+    speed.resume_collector()
 
     require_complete(cfg)
     check_config(cfg)
@@ -162,7 +161,7 @@ def hydra_main(cfg: DictConfig, out: Path) -> float:
 
 def main() -> None:
     """``python -m pipelines.local.tune [overrides]``."""
-    exit_now(launch(hydra_main, extra_check=check_tuning))
+    speed.exit_now(launch(hydra_main, extra_check=check_tuning))
 
 
 if __name__ == "__main__":

@@ -19,8 +19,7 @@ from conf.errors import ConfigError, UserError, report
 from pipelines.sagemaker import aws, ecr, sdk
 from pipelines.sagemaker.session import region
 from steps import register_schemas
-from steps.runtime import startup
-from steps.runtime.interrupt import exit_now
+from steps.runtime import speed
 
 DEFAULT_OUT = Path("outputs/pipeline-definition.json")
 
@@ -169,7 +168,7 @@ def compose_checked(overrides: Sequence[str]) -> DictConfig:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    startup.pause()  # the SDK loads without the collector's passes
+    speed.pause_collector()  # the SDK loads without the collector's passes
     register_schemas()
     try:
         cfg = compose_checked(args.overrides)
@@ -177,9 +176,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as err:
         return report(err)
     finally:
-        startup.resume(freeze=False)
+        speed.resume_collector(freeze=False)
     return 0
 
 
 if __name__ == "__main__":
-    exit_now(main())
+    speed.exit_now(main())

@@ -1,15 +1,15 @@
-"""How a process ends: SIGTERM and SIGINT stop it cleanly, and a finished run exits at once.
+"""How a process ends when SIGTERM or SIGINT stops it: cleanly, with one line.
 
 A signal becomes an ``Interrupted`` exception in the main thread, so ``finally``
 blocks (the staging folders of ``steps.runtime.io.staged_outputs``) run. The caller then
 stops its worker processes, removes what staging folders are left, prints one
-line, ``interrupted``, and exits with 128 + the signal number (130 or 143).
+line, ``interrupted``, and exits with 128 + the signal number (130 or 143)
+(``exit_interrupted``).
 """
 
 from __future__ import annotations
 
 import atexit
-import contextlib
 import logging
 import multiprocessing
 import os
@@ -88,37 +88,34 @@ def remove_staging(roots: Iterable[Path]) -> None:
 
 
 def exit_interrupted(err: Interrupted, roots: Iterable[Path] = ()) -> NoReturn:
-    """Stop workers, remove staging folders, print ``interrupted`` and exit at once.
+    """Stop workers, remove staging folders, run the exit handlers, print ``interrupted``, exit.
 
     ``os._exit`` skips waiting for threads still training (local tuning runs trials in
-    threads) and for pool shutdown hooks: everything worth keeping is already published.
+    threads): everything worth keeping is already published. The ``atexit`` handlers
+    run first all the same: they release what the process holds beyond its own life,
+    such as the named semaphores of a multirun's worker pool, which the pool's resource
+    tracker would otherwise report as leaked, on stderr, once this process has gone.
     """
     stop_workers()
     remove_staging(roots)
+    if not run_exit_handlers():
+        logging.shutdown()
     print("interrupted", file=sys.stderr, flush=True)
-    logging.shutdown()
     sys.stdout.flush()
     os._exit(err.exit_code)
 
 
-def exit_now(code: int) -> NoReturn:
-    """Exit with ``code`` once exit handlers have run, without the interpreter's teardown.
+def run_exit_handlers() -> bool:
+    """Run the ``atexit`` handlers now (each once); False where the interpreter has no hook.
 
-    With scikit-learn, pandas and matplotlib loaded, freeing every module's objects at
-    exit takes about half a second and nothing of ours needs it: outputs are already
-    published. The ``atexit`` handlers (logging, worker pools) still run and the
-    standard streams are flushed. With another thread still running, or where the
-    interpreter has no handler hook, this is a plain ``sys.exit``.
+    Before an ``os._exit``: logging is flushed, and multiprocessing's finalizers unlink
+    the semaphores and stop the pools it registered.
     """
     run_handlers = getattr(atexit, "_run_exitfuncs", None)
-    others = [t for t in threading.enumerate() if t is not threading.current_thread()]
-    if run_handlers is None or any(not t.daemon for t in others):
-        sys.exit(code)
+    if run_handlers is None:
+        return False
     run_handlers()
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
-            stream.flush()
-    os._exit(code)
+    return True
 
 
 def watch_parent(interval: float = 0.5, grace: float = 5.0) -> None:

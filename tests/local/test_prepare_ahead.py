@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import pickle
 import signal
@@ -14,13 +15,15 @@ import steps.prepare
 from conf import compose
 from conf.errors import DataError
 from pipelines.local import run as local
+from steps.runtime import speed
 from steps.runtime.interrupt import Interrupted
 
 
 @pytest.fixture
 def forking(monkeypatch: pytest.MonkeyPatch) -> None:
     """Take the fork path here too (the test runner's own threads would disable it)."""
-    monkeypatch.setattr(local.threading, "active_count", lambda: 1)
+    monkeypatch.setattr(speed.threading, "active_count", lambda: 1)
+    monkeypatch.delenv(speed.SWITCH, raising=False)
 
 
 def test_the_step_runs_in_a_child_and_its_folders_arrive(forking, tmp_path: Path) -> None:
@@ -72,18 +75,35 @@ def test_a_child_that_dies_is_an_error_not_a_hang(forking, monkeypatch, tmp_path
 
 def test_a_failing_block_stops_the_child_at_once(forking, monkeypatch, tmp_path) -> None:
     monkeypatch.setattr(steps.prepare, "prepare", lambda cfg, folder: time.sleep(60))
-    start = time.monotonic()
     with pytest.raises(ImportError), local.prepared_ahead(compose([]), tmp_path):
+        (child,) = multiprocessing.active_children()
         raise ImportError("a library failed to load")
-    assert time.monotonic() - start < 10
-    assert not local.multiprocessing.active_children()
+    assert child.exitcode == -signal.SIGTERM  # stopped, not waited for
+    assert not multiprocessing.active_children()
 
 
 def test_without_a_safe_fork_the_step_runs_first_in_process(monkeypatch, tmp_path) -> None:
-    monkeypatch.setattr(local.threading, "active_count", lambda: 2)
+    monkeypatch.setattr(speed.threading, "active_count", lambda: 2)
     monkeypatch.setattr(steps.prepare, "prepare", lambda cfg, folder: {"pid": os.getpid()})
     with local.prepared_ahead(compose([]), tmp_path) as prepared:
         pass
+    assert prepared() == {"pid": os.getpid()}
+
+
+def test_with_the_speedups_off_the_step_runs_first_in_process(
+    forking, monkeypatch, tmp_path
+) -> None:
+    monkeypatch.setenv(speed.SWITCH, "0")
+    order: list[str] = []
+
+    def prepare(cfg, folder):
+        order.append("prepare")
+        return {"pid": os.getpid()}
+
+    monkeypatch.setattr(steps.prepare, "prepare", prepare)
+    with local.prepared_ahead(compose([]), tmp_path) as prepared:
+        order.append("block")
+    assert order == ["prepare", "block"]
     assert prepared() == {"pid": os.getpid()}
 
 
@@ -98,7 +118,7 @@ def test_a_child_that_reported_its_error_ends_on_its_own(
     """Its result is in: stopping it then would race its exit (and print a traceback)."""
     stopped: list[int] = []
     monkeypatch.setattr(
-        local.multiprocessing.context.ForkProcess, "terminate", lambda self: stopped.append(1)
+        multiprocessing.context.ForkProcess, "terminate", lambda self: stopped.append(1)
     )
 
     def bad(cfg, folder):
