@@ -52,9 +52,7 @@ local-tune: env ## Search the `tuning` space on this machine and report the best
 # One OpenMP thread per test worker: two workers already use both cores.
 PYTEST := OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(RUN) pytest -n 2
 
-test: env-sagemaker ## The static checks and the whole test suite (what CI runs)
-	$(RUN) ruff check .
-	$(RUN) ruff format --check .
+test: check ## The static checks and the whole test suite (what CI runs)
 	$(PYTEST) $(ARGS)
 
 test-fast: env-sagemaker ## Ruff and every test not marked slow: the inner loop

@@ -54,7 +54,7 @@ def loading() -> Iterator[None]:
     models) creates millions of objects; the collector's passes over them cost a large
     share of the import. What is loaded stays for the whole process: on leaving,
     ``gc.freeze`` moves it out of later collections. (The jobs' own entrypoints do
-    the same with ``steps.runtime.startup``, on their side of the contract.)
+    the same with ``steps.runtime.speed``, on their side of the contract.)
     """
     enabled = gc.isenabled()
     gc.disable()

@@ -32,7 +32,8 @@ log = logging.getLogger(__name__)
 def suggest(trial: optuna.Trial, parameters: DictConfig) -> dict[str, Any]:
     """Draw one value per tuned parameter from its range (checked when the config composed)."""
     values: dict[str, Any] = {}
-    for name, spec in parameters.items():
+    for key, spec in parameters.items():
+        name = str(key)
         log_scale = spec.scaling == "Logarithmic"
         if spec.type == "integer":
             values[name] = trial.suggest_int(name, int(spec.min), int(spec.max), log=log_scale)
