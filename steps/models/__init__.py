@@ -11,10 +11,11 @@ from conf.schema import register_option
 from steps.models.base import ModelUnit
 from steps.models.constant import Constant
 from steps.models.glm_poisson import GLMPoisson
+from steps.models.glm_spline import GLMSpline
 from steps.models.hgb_poisson import HGBPoisson
 
 MODELS: dict[str, ModelUnit] = {
-    unit.name: unit for unit in (HGBPoisson(), GLMPoisson(), Constant())
+    unit.name: unit for unit in (HGBPoisson(), GLMPoisson(), GLMSpline(), Constant())
 }
 
 
@@ -24,4 +25,9 @@ def register() -> None:
         register_option("model", name, unit.schema)
 
 
-__all__ = ["MODELS", "ModelUnit", "register"]
+def trusted_types() -> list[str]:
+    """Every type a fitted model of a registered unit may hold beyond skops' defaults."""
+    return sorted({name for unit in MODELS.values() for name in unit.trusted_types})
+
+
+__all__ = ["MODELS", "ModelUnit", "register", "trusted_types"]

@@ -24,6 +24,9 @@ class ModelUnit:
 
     name: ClassVar[str]
     schema: ClassVar[type]
+    # Types a fitted estimator holds beyond those skops trusts by default (scikit-learn's
+    # estimators, numpy), named as skops names them: loading a model file must trust them.
+    trusted_types: ClassVar[tuple[str, ...]] = ()
 
     def build(self, cfg: DictConfig, categorical: list[str], numeric: list[str]) -> Any:
         """An unfitted estimator for the composed ``model`` config."""

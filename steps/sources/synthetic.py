@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from omegaconf import MISSING, DictConfig
@@ -17,11 +18,19 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+class Truth(StrEnum):
+    """The true frequency the claims are drawn from (``steps.sources.simulate.TRUTHS``)."""
+
+    v1 = "v1"  # smooth effects per column, weak interactions
+    v2 = "v2"  # v1 with driver age x bonus-malus and driver age x density
+
+
 @dataclass
 class SyntheticDataConfig(DataConfig):
     source: str = "synthetic"
     n_rows: int = MISSING
     seed: int = MISSING
+    truth: Truth = MISSING
 
 
 class Synthetic(SourceUnit):
@@ -31,5 +40,8 @@ class Synthetic(SourceUnit):
     def load(self, data: DictConfig) -> pd.DataFrame:
         from steps.sources.simulate import generate
 
-        log.info("Generating %d synthetic policies (seed %d)", data.n_rows, data.seed)
-        return generate(int(data.n_rows), int(data.seed))
+        truth = Truth(data.truth)
+        log.info(
+            "Generating %d synthetic policies (seed %d, truth %s)", data.n_rows, data.seed, truth
+        )
+        return generate(int(data.n_rows), int(data.seed), truth.value)

@@ -7,12 +7,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import skops.io as sio
 
 from conf import CONF_DIR, compose
+from conf.errors import ConfigError
 from steps.metrics import scores
 from steps.model import features, fit
-from steps.models import MODELS
+from steps.models import MODELS, trusted_types
+from steps.models.glm_spline import quantile_knots
 from steps.runtime.io import read_split
+from steps.train import TRUSTED_TYPES, save_model
 
 
 def test_every_registered_model_has_its_yaml_and_search_space_and_nothing_else_does() -> None:
@@ -40,6 +44,72 @@ def test_model_fits_and_its_train_deviance_matches_a_prediction(
         assert fitted.train_deviance == pytest.approx(
             scores(y * w, w, predicted)["poisson_deviance"], rel=1e-9
         )
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_model_file_loads_trusting_the_types_its_unit_declares(
+    name: str, splits: dict[str, Path], tmp_path: Path
+) -> None:
+    cfg = compose(["data.n_rows=20000", f"model={name}"])
+    if "max_iter" in cfg.model:
+        cfg.model.max_iter = 5
+    train = read_split(splits["train"])
+    model = fit(cfg.model, cfg.data, train, read_split(splits["validation"])).model
+    save_model(model, tmp_path / "model.skops")
+    declared = set(MODELS[name].trusted_types)
+    assert (
+        set(sio.get_untrusted_types(file=tmp_path / "model.skops")) <= set(TRUSTED_TYPES) | declared
+    )
+    loaded = sio.load(tmp_path / "model.skops", trusted=[*TRUSTED_TYPES, *trusted_types()])
+    np.testing.assert_allclose(loaded.predict(train), model.predict(train))
+
+
+def test_glm_spline_coefficients_are_in_its_report_and_give_its_predictions(
+    splits: dict[str, Path],
+) -> None:
+    cfg = compose(["data.n_rows=20000", "model=glm_spline"])
+    train = read_split(splits["train"])
+    fitted = fit(cfg.model, cfg.data, train, read_split(splits["validation"]))
+    params = fitted.model.params
+    assert params["log_columns"] == ["Density"]
+    knots = params["knots"]
+    assert list(knots) == list(cfg.data.numeric)
+    for column, points in knots.items():  # distinct, increasing, in the column's own units
+        assert len(points) == cfg.model.n_knots and np.all(np.diff(points) > 0), column
+        assert points[0] == pytest.approx(train[column].min(), rel=1e-6)
+        assert points[-1] == pytest.approx(train[column].max(), rel=1e-6)
+    coefficients = params["coefficients"]
+    splines_per_column = cfg.model.n_knots + cfg.model.degree - 1
+    for column in cfg.data.numeric:
+        names = [f"{column}_sp_{i}" for i in range(splines_per_column)]
+        assert all(n in coefficients for n in names), column
+    for column in cfg.data.categorical:
+        levels = train[column].astype(str).unique()
+        assert all(f"{column}_{level}" in coefficients for level in levels), column
+    # The reported numbers are the model: exp(intercept + terms) is its prediction.
+    x = fitted.train[0]
+    encoded = fitted.model.estimator["encode"].transform(x)
+    terms = np.asarray(encoded) @ np.fromiter(coefficients.values(), float)
+    np.testing.assert_allclose(
+        np.exp(params["intercept"] + terms), fitted.model.predict(train), rtol=1e-9
+    )
+
+
+def test_glm_spline_log_columns_must_be_numeric_columns(splits: dict[str, Path]) -> None:
+    cfg = compose(["data.n_rows=20000", "model=glm_spline", "model.log_columns=[Density,Area]"])
+    with pytest.raises(ConfigError, match="'Area'"):
+        fit(cfg.model, cfg.data, read_split(splits["train"]))
+
+
+def test_quantile_knots_are_distinct_and_follow_a_heavy_mode() -> None:
+    values = np.concatenate([np.full(600, 50.0), np.arange(51.0, 151.0), np.arange(151.0, 451.0)])
+    plain = np.unique(np.quantile(values, np.linspace(0, 1, 6)))
+    assert len(plain) < 6  # the quantiles alone coincide at the mode
+    knots = quantile_knots(values, 6)
+    assert len(knots) == 6 and np.all(np.diff(knots) > 0)
+    assert knots[0] == 50 and knots[-1] == 450
+    assert np.sum(knots < 151) >= 3  # most new knots go where most values are
+    assert list(quantile_knots(np.array([0.0, 1.0, 1.0, 0.0]), 6)) == [0.0, 1.0]
 
 
 def test_features_keep_ready_columns_and_convert_the_others() -> None:

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
+from hydra.errors import ConfigCompositionException
 
-from steps.sources.simulate import BRANDS, REGIONS, generate, true_frequency
+from conf import compose
+from steps.sources import load
+from steps.sources.simulate import BRANDS, REGIONS, TRUTHS, generate
 
 COLUMNS = [
     "IDpol", "ClaimNb", "Exposure", "Area", "VehPower", "VehAge", "DrivAge",
@@ -41,10 +45,59 @@ def test_marginals_are_plausible() -> None:
     assert 0.9 < (df["ClaimNb"] == 0).mean() < 0.99
 
 
-def test_claims_follow_the_true_frequency() -> None:
-    df = generate(200_000, 2)
-    np.testing.assert_allclose(df["TrueFrequency"], true_frequency(df))
+@pytest.mark.parametrize("truth", sorted(TRUTHS))
+def test_claims_follow_the_true_frequency(truth: str) -> None:
+    df = generate(200_000, 2, truth)
+    np.testing.assert_allclose(df["TrueFrequency"], TRUTHS[truth](df))
     expected = (df["TrueFrequency"] * df["Exposure"]).sum()
     assert abs(df["ClaimNb"].sum() - expected) < 4 * np.sqrt(expected)
+    assert 0.08 < df["ClaimNb"].sum() / df["Exposure"].sum() < 0.12
     young = df["DrivAge"] < 22
     assert df.loc[young, "TrueFrequency"].mean() > 2 * df.loc[~young, "TrueFrequency"].mean()
+
+
+def test_truths_share_the_policies_and_differ_in_claims() -> None:
+    v1, v2 = generate(5000, 3, "v1"), generate(5000, 3, "v2")
+    policies = [c for c in v1.columns if c not in ("ClaimNb", "TrueFrequency")]
+    pd.testing.assert_frame_equal(v1[policies], v2[policies])
+    assert not np.allclose(v1["TrueFrequency"], v2["TrueFrequency"])
+    with pytest.raises(ValueError, match="v1, v2"):
+        generate(10, 3, "v3")
+
+
+def _bonus_malus_relativity(df: pd.DataFrame, drivers: pd.Series) -> float:
+    """Mean true frequency at bonus-malus 100 over that at 50, for a group of drivers."""
+    freq = df.loc[drivers, "TrueFrequency"]
+    bonus = df.loc[drivers, "BonusMalus"]
+    return float(freq[bonus == 100].mean() / freq[bonus == 50].mean())
+
+
+def test_v2_bonus_malus_weighs_less_for_novices_and_v1_has_no_such_interaction() -> None:
+    # Same cars and places in every row: only driver age and bonus-malus vary.
+    n = 4000
+    ages = np.repeat([20, 60], n // 2)
+    bonus = np.tile([50, 100], n // 2)
+    df = generate(n, 0)
+    df["DrivAge"], df["BonusMalus"] = ages, bonus
+    df["VehAge"], df["VehPower"], df["Density"] = 5, 6, 400
+    df["VehBrand"], df["VehGas"], df["Region"] = df["VehBrand"].iloc[0], "Regular", "R24"
+    novice, experienced = df["DrivAge"] == 20, df["DrivAge"] == 60
+    by_age = {}
+    for truth, frequency in TRUTHS.items():
+        df["TrueFrequency"] = frequency(df)
+        by_age[truth] = _bonus_malus_relativity(df, novice) / _bonus_malus_relativity(
+            df, experienced
+        )
+    assert by_age["v1"] == pytest.approx(1.0)
+    assert by_age["v2"] < 0.5
+
+
+def test_the_config_picks_the_truth() -> None:
+    cfg = compose(["data.n_rows=3000", "seed=4"])
+    default = load(cfg.data)
+    other = "v1" if cfg.data.truth == "v2" else "v2"
+    assert default.equals(generate(3000, 4, str(cfg.data.truth)))
+    cfg.data.truth = other
+    assert load(cfg.data)["TrueFrequency"].equals(generate(3000, 4, other)["TrueFrequency"])
+    with pytest.raises(ConfigCompositionException, match=r"data\.truth"):
+        compose(["data.truth=v9"])
