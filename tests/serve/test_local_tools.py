@@ -6,9 +6,12 @@ import json
 import os
 import re
 import shutil
+import socket
+import subprocess
 import sys
 import tarfile
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -131,11 +134,74 @@ def test_server_settings_from_sagemaker_environment(tmp_path: Path) -> None:
     assert serve.settings(["--port", "9002"], env).port == 9002
     default = serve.settings([], {})
     assert (default.port, default.timeout, default.max_payload_mb) == (8080, 60, 6)
-    options = serve.gunicorn_options(got)
-    assert options["bind"] == "0.0.0.0:9001"
-    assert (options["workers"], options["timeout"], options["worker_class"]) == (3, 12, "sync")
     with pytest.raises(serve.ServeError, match="SAGEMAKER_MODEL_SERVER_WORKERS='many'"):
         serve.settings([], {"SAGEMAKER_MODEL_SERVER_WORKERS": "many"})
+
+
+def test_gunicorn_runs_gevent_workers_with_a_heartbeat_past_the_request_timeout() -> None:
+    port = free_port()
+    config = serve.settings(["--host", "127.0.0.1", "--port", str(port), "--timeout", "12"], {})
+    options = serve.gunicorn_options(config)
+    assert options["bind"] == f"127.0.0.1:{port}"
+    assert options["timeout"] == 12 + serve.HEARTBEAT_MARGIN
+    assert options["keepalive"] == serve.KEEPALIVE
+    assert options["worker_class"].__mro__[1].__name__ == "GeventWorker"
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "words"),
+    [
+        (["--workers", "100000"], {}, "--workers=100000 is more workers than this machine"),
+        ([], {"SAGEMAKER_MODEL_SERVER_WORKERS": "100000"}, "SAGEMAKER_MODEL_SERVER_WORKERS=100000"),
+        (["--workers", "0"], {}, "--workers='0' must be a whole number >= 1"),
+        (["--port", "70000"], {}, "--port='70000' must be a whole number from 1 to 65535"),
+        ([], {"SAGEMAKER_BIND_TO_PORT": "0"}, "from 1 to 65535"),
+        (["--timeout", "-5"], {}, "--timeout='-5'"),
+    ],
+)
+def test_server_settings_out_of_range_are_refused(
+    argv: list[str], env: dict[str, str], words: str
+) -> None:
+    with pytest.raises(serve.ServeError) as err:
+        serve.settings(argv, env)
+    assert words in str(err.value)
+
+
+def test_the_worker_cap_follows_the_cpus() -> None:
+    cap = serve.WORKERS_PER_CPU * serve.cpu_count()
+    assert serve.settings(["--workers", str(cap)], {}).workers == cap
+    with pytest.raises(serve.ServeError, match=f"at most {cap}"):
+        serve.settings(["--workers", str(cap + 1)], {})
+
+
+@pytest.fixture
+def busy_port() -> Iterator[int]:
+    """A port another server listens on."""
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        yield other.getsockname()[1]
+
+
+def test_serve_start_errors_are_one_line_exit_2(trained: Trained, busy_port: int) -> None:
+    """Refused before the model loads and before gunicorn (which retried, then exited 1)."""
+    cases = [
+        (["--workers", "100000"], "more workers than this machine can use"),
+        (["--port", "70000"], "from 1 to 65535"),
+        (
+            ["--host", "127.0.0.1", "--port", str(busy_port)],
+            f"Port {busy_port} on 127.0.0.1 is in use",
+        ),
+        (["--host", "192.0.2.1", "--port", str(free_port())], "is not an address of this machine"),
+    ]
+    for argv, words in cases:
+        command = [sys.executable, "-m", "container.entrypoint", "serve", *argv]
+        command += ["--model-dir", str(trained.model_dir)]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2, (argv, done.stderr)
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], lines
+        assert "Booting worker" not in done.stdout + done.stderr
 
 
 def test_server_without_a_model_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
