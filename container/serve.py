@@ -228,6 +228,11 @@ def create_app(scorer: Any, config: Settings) -> Any:
         kind = response_type(accept, content_type or "")
         if kind is None:
             raise RequestError(f"Accept {accept} is not supported: use {_answers()}.", 406)
+        encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+        if encoding != "identity":
+            raise RequestError(
+                f"Content-Encoding {encoding} is not supported: send the body uncompressed.", 415
+            )
         body = read_request_body(request.environ, config, deadline)
 
         def score() -> bytes:

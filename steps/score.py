@@ -197,7 +197,7 @@ def _csv_shape(text: str) -> tuple[list[str], int]:
 def _read_json(body: bytes) -> pd.DataFrame:
     """A list of records (objects keyed by column name), or a single record."""
     try:
-        payload = json.loads(body)
+        payload = json.loads(body, object_pairs_hook=_record)
     except RecursionError:
         raise RequestError("The JSON body is nested too deeply: send a list of records.") from None
     except (ValueError, UnicodeDecodeError) as exc:
@@ -213,6 +213,16 @@ def _read_json(body: bytes) -> pd.DataFrame:
     return pd.DataFrame.from_records(payload, nrows=len(payload)).reindex(
         pd.RangeIndex(len(payload))
     )
+
+
+def _record(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    """A JSON object; one that names a key twice is refused (JSON keeps the last silently)."""
+    record: dict[str, object] = {}
+    for key, value in pairs:
+        if key in record:
+            raise RequestError(f"A JSON record names column '{key}' twice.")
+        record[key] = value
+    return record
 
 
 def _read_parquet(body: bytes) -> pd.DataFrame:

@@ -256,3 +256,11 @@ def test_parquet_categories_and_decimals_are_scored(scorer: Scorer, rows: pd.Dat
     )
     got = predict(scorer, read_body(parquet(typed), "application/x-parquet", scorer))
     np.testing.assert_allclose(got["frequency"], scorer.model.predict(rows), rtol=1e-12)
+
+
+def test_json_record_naming_a_column_twice_is_refused(scorer: Scorer, rows: pd.DataFrame) -> None:
+    """JSON keeps the last of two equal keys: the row would be scored with one of them."""
+    record = rows.head(1).to_json(orient="records")[2:-2]  # the record's pairs
+    body = ('[{"Area": "A", ' + record + "}]").encode()
+    with pytest.raises(RequestError, match="names column 'Area' twice"):
+        read_body(body, "application/json", scorer)

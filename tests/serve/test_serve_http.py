@@ -6,6 +6,7 @@ workers, a 1 MB payload limit) answers every test here.
 
 from __future__ import annotations
 
+import gzip
 import http.client
 import io
 import json
@@ -196,6 +197,13 @@ def test_bad_requests(
     got, _, answer = invoke(server, body, content_type, accept)
     assert got == status, answer
     assert word in answer.decode()
+
+
+def test_a_compressed_body_gets_415_not_a_misread(server: Server, policies: pd.DataFrame) -> None:
+    body = gzip.compress(encode(policies, "text/csv"))
+    headers = {"Content-Type": "text/csv", "Content-Encoding": "gzip"}
+    status, _, answer = request(server, "POST", "/invocations", body, headers)
+    assert status == 415 and b"Content-Encoding gzip" in answer, answer
 
 
 def test_payload_over_the_limit_gets_413(server: Server) -> None:
