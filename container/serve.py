@@ -52,6 +52,8 @@ KEEPALIVE = 5
 # time), so that the client gets its 413 instead of a reset connection.
 DRAIN_LIMIT = 64 * 1024 * 1024
 READ_SIZE = 64 * 1024
+# Request bodies a worker holds at once, in payload limits (more wait, then get 503).
+BODIES_PER_WORKER = 8
 # Seconds past the request timeout after which gunicorn replaces a silent worker.
 HEARTBEAT_MARGIN = 30
 ENV = {
@@ -233,16 +235,20 @@ def create_app(scorer: Any, config: Settings) -> Any:
             raise RequestError(
                 f"Content-Encoding {encoding} is not supported: send the body uncompressed.", 415
             )
-        body = read_request_body(request.environ, config, deadline)
+        budget = body_budget(config)
+        try:
+            body = read_request_body(request.environ, config, deadline, budget)
 
-        def score() -> bytes:
-            frame = read_body(body, content_type, scorer)
-            predictions = predict(scorer, frame)
-            if len(predictions) != len(frame):  # the contract: one prediction per row
-                raise RuntimeError(f"{len(frame)} rows gave {len(predictions)} predictions")
-            return render(predictions, kind, csv_header=wants_csv_header(accept))
+            def score() -> bytes:
+                frame = read_body(body, content_type, scorer)
+                predictions = predict(scorer, frame)
+                if len(predictions) != len(frame):  # the contract: one prediction per row
+                    raise RuntimeError(f"{len(frame)} rows gave {len(predictions)} predictions")
+                return render(predictions, kind, csv_header=wants_csv_header(accept))
 
-        payload = run_scoring(score, deadline)
+            payload = run_scoring(score, deadline)
+        finally:
+            budget.release()
         return Response(payload, status=200, mimetype=kind)
 
     @app.errorhandler(RequestError)
@@ -275,12 +281,15 @@ def create_app(scorer: Any, config: Settings) -> Any:
     return app
 
 
-def read_request_body(environ: Mapping[str, Any], config: Settings, deadline: float) -> bytes:
+def read_request_body(
+    environ: Mapping[str, Any], config: Settings, deadline: float, budget: BodyBudget
+) -> bytes:
     """The whole request body, or a ``RequestError``: never a body cut short.
 
     Over the payload limit (by its Content-Length or, chunked, as it arrives): 413.
     Shorter than its Content-Length, or a chunked body that ends early: 400. Still
-    arriving when the request's time is up: 408.
+    arriving when the request's time is up: 408. The bytes are taken from ``budget``
+    before they are read (503 if it stays spent until the request's time is up).
     """
     import gevent
     from gunicorn.http.errors import NoMoreData, ParseException
@@ -305,12 +314,17 @@ def read_request_body(environ: Mapping[str, Any], config: Settings, deadline: fl
         408,
     )
     try:
-        with gevent.Timeout(max(0.0, deadline - time.monotonic()), slow):
-            while chunk := stream.read(READ_SIZE):
-                size += len(chunk)
-                if limit is not None and size > limit:
-                    raise too_large
-                parts.append(chunk)
+        while True:
+            budget.take(READ_SIZE, deadline)
+            with gevent.Timeout(max(0.0, deadline - time.monotonic()), slow):
+                chunk = stream.read(READ_SIZE)
+            budget.give(READ_SIZE - len(chunk))
+            if not chunk:
+                break
+            size += len(chunk)
+            if limit is not None and size > limit:
+                raise too_large
+            parts.append(chunk)
     except NoMoreData:
         raise RequestError(
             "The request body ended before its last chunk (the connection closed early): "
@@ -329,13 +343,77 @@ def read_request_body(environ: Mapping[str, Any], config: Settings, deadline: fl
     return b"".join(parts)
 
 
+class BodyBudget:
+    """The bytes of request bodies one worker holds at once (being read, waiting or scored).
+
+    A connection costs a worker little, so many clients could each send a body up to the
+    payload limit at the same time: past ``limit`` bytes, a request waits (within its time)
+    for others to finish, then gets 503. Each request gives back what it took
+    (``release``) once answered. ``limit`` None: no bound.
+    """
+
+    def __init__(self, limit: int | None) -> None:
+        from gevent.event import Event
+
+        self.limit = limit
+        self.used = 0
+        self.taken: dict[int, int] = {}  # by request (greenlet id)
+        self._freed = Event()
+
+    def take(self, size: int, deadline: float) -> None:
+        """Take ``size`` bytes for the current request; a 503 ``RequestError`` past ``deadline``."""
+        from gevent import getcurrent
+
+        from steps.score import RequestError
+
+        while self.limit is not None and self.used and self.used + size > self.limit:
+            self._freed.clear()
+            if not self._freed.wait(timeout=max(0.0, deadline - time.monotonic())):
+                raise RequestError(
+                    f"The server holds as many request bodies as it can ({self.limit // 2**20} "
+                    "MB per worker) and none finished in time: retry shortly.",
+                    503,
+                )
+        self.used += size
+        key = id(getcurrent())
+        self.taken[key] = self.taken.get(key, 0) + size
+
+    def give(self, size: int) -> None:
+        """Give back ``size`` of the current request's bytes."""
+        from gevent import getcurrent
+
+        key = id(getcurrent())
+        size = min(size, self.taken.get(key, 0))
+        self.taken[key] = self.taken.get(key, 0) - size
+        self.used -= size
+        self._freed.set()
+
+    def release(self) -> None:
+        """Give back every byte the current request took."""
+        from gevent import getcurrent
+
+        key = id(getcurrent())
+        self.give(self.taken.get(key, 0))
+        self.taken.pop(key, None)
+
+
 def _content_length(environ: Mapping[str, Any]) -> int | None:
     text = str(environ.get("CONTENT_LENGTH") or "").strip()
     return int(text) if text.isdigit() else None
 
 
-# One scoring thread per worker process, made after the fork.
+# One scoring thread and one body budget per worker process, made after the fork.
 _scoring_pool: Any = None
+_budget: BodyBudget | None = None
+
+
+def body_budget(config: Settings) -> BodyBudget:
+    """This worker's ``BodyBudget``: ``BODIES_PER_WORKER`` payloads (none without a limit)."""
+    global _budget
+    if _budget is None:
+        limit = config.max_payload_bytes
+        _budget = BodyBudget(limit * BODIES_PER_WORKER if limit is not None else None)
+    return _budget
 
 
 def run_scoring(work: Callable[[], bytes], deadline: float) -> bytes:
@@ -356,10 +434,16 @@ def run_scoring(work: Callable[[], bytes], deadline: float) -> bytes:
 
     if _scoring_pool is None:
         _scoring_pool = ThreadPool(1)
-    result = _scoring_pool.spawn(guarded)
+    pool = _scoring_pool
+    result = pool.spawn(guarded)
     try:
         payload, error = result.get(timeout=max(0.0, deadline - time.monotonic()))
     except gevent.Timeout:
+        if _scoring_pool is pool:
+            # A thread cannot be stopped: the requests that follow get a new one, and the
+            # old one ends after its task (this worker is replaced meanwhile).
+            _scoring_pool = None
+            gevent.spawn(pool.kill)
         raise RequestTimeout(
             "Scoring took longer than the server's timeout: send fewer rows per request "
             f"(or raise {ENV['timeout']})."

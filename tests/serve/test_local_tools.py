@@ -448,3 +448,41 @@ def test_score_local_interrupted_early_ends_with_one_line(
     assert process.returncode == code, text
     assert text.strip() == "interrupted", text
     assert not out.exists()
+
+
+def test_body_budget_makes_requests_wait_then_refuses_them() -> None:
+    """A worker's bodies past the budget wait for others; past their time, 503."""
+    import gevent
+
+    from steps.score import RequestError
+
+    budget = serve.BodyBudget(100)
+    order: list[str] = []
+
+    def holder(name: str, size: int, hold: float) -> None:
+        budget.take(size, time.monotonic() + 5)
+        order.append(f"{name} took")
+        gevent.sleep(hold)
+        budget.release()
+        order.append(f"{name} gave")
+
+    def waiter(name: str, size: int, seconds: float) -> str:
+        try:
+            budget.take(size, time.monotonic() + seconds)
+        except RequestError as err:
+            return f"{err.status} {err}"
+        order.append(f"{name} took")
+        budget.release()
+        return "ok"
+
+    first = gevent.spawn(holder, "a", 80, 0.3)
+    gevent.sleep(0)
+    patient, hasty = gevent.spawn(waiter, "b", 40, 5), gevent.spawn(waiter, "c", 40, 0.05)
+    gevent.joinall([first, patient, hasty], timeout=10)
+    assert patient.value == "ok" and order.index("b took") > order.index("a gave"), order
+    assert hasty.value.startswith("503 ") and "retry" in hasty.value, hasty.value
+    assert budget.used == 0 and not any(budget.taken.values())
+    unbounded = serve.BodyBudget(None)
+    unbounded.take(10**12, time.monotonic())
+    unbounded.release()
+    assert unbounded.used == 0

@@ -423,15 +423,18 @@ def test_ping_answers_while_every_worker_is_scoring(
 def test_scoring_past_the_timeout_gets_504_and_the_worker_is_replaced(
     tight_server: Server, policies: pd.DataFrame, expected: np.ndarray
 ) -> None:
+    booted = tight_server.log_text().count("Booting worker")
     status, _, answer = invoke(tight_server, big_body(policies), "text/csv")
     assert status == 504, answer
     assert b"SAGEMAKER_MODEL_SERVER_TIMEOUT" in answer
-    deadline = time.monotonic() + 60
-    while tight_server.log_text().count("Booting worker") < 3 and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert tight_server.log_text().count("Booting worker") >= 3, tight_server.log_text()
-    status, _, answer = invoke(tight_server, encode(policies, "text/csv"), "text/csv")
-    assert status == 200, answer
+    # Right away, and after the worker is replaced, small requests are scored.
+    for _ in range(2):
+        status, _, answer = invoke(tight_server, encode(policies, "text/csv"), "text/csv")
+        assert status == 200, answer
+        deadline = time.monotonic() + 60
+        while tight_server.log_text().count("Booting worker") == booted:
+            assert time.monotonic() < deadline, tight_server.log_text()
+            time.sleep(0.2)
     assert "Traceback" not in tight_server.log_text()
 
 
