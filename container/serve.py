@@ -9,9 +9,10 @@ connections. ``POST /invocations`` scores CSV, JSON records or Parquet through
 Each worker is a gevent event loop (without monkey-patching): a connection costs
 a greenlet, not a process, so slow clients cannot hold the workers, and the
 scoring itself runs in one thread per worker, so ``/ping`` answers while every
-worker is scoring. A request has ``timeout`` seconds from its first body byte to
-its answer (408 while its body is still arriving, 504 once scoring; the worker
-is then replaced), and its headers must arrive within ``KEEPALIVE`` seconds.
+worker is scoring. A request has ``timeout`` seconds from its headers to its
+answer (408 while its body is still arriving, 504 once scoring; the worker is
+then replaced), and its headers must arrive within ``KEEPALIVE`` seconds. A
+worker holds at most ``BODIES_PER_WORKER`` payloads of request bodies at once.
 
 Settings come from SageMaker's environment variables (a flag wins over its
 variable): ``SAGEMAKER_BIND_TO_PORT`` (8080), ``SAGEMAKER_MODEL_SERVER_WORKERS``
@@ -240,7 +241,7 @@ def create_app(scorer: Any, config: Settings) -> Any:
             body = read_request_body(request.environ, config, deadline, budget)
 
             def score() -> bytes:
-                frame = read_body(body, content_type, scorer)
+                frame = read_body(body, content_type, scorer, config.max_payload_bytes)
                 predictions = predict(scorer, frame)
                 if len(predictions) != len(frame):  # the contract: one prediction per row
                     raise RuntimeError(f"{len(frame)} rows gave {len(predictions)} predictions")
@@ -404,6 +405,7 @@ def _content_length(environ: Mapping[str, Any]) -> int | None:
 
 # One scoring thread and one body budget per worker process, made after the fork.
 _scoring_pool: Any = None
+_abandoned: list[Any] = []  # scoring threads left running past a request's timeout
 _budget: BodyBudget | None = None
 
 
@@ -440,9 +442,10 @@ def run_scoring(work: Callable[[], bytes], deadline: float) -> bytes:
         payload, error = result.get(timeout=max(0.0, deadline - time.monotonic()))
     except gevent.Timeout:
         if _scoring_pool is pool:
-            # A thread cannot be stopped: the requests that follow get a new one, and the
-            # old one ends after its task (this worker is replaced meanwhile).
+            # A thread cannot be stopped: the requests that follow get a new one while this
+            # worker is replaced, and the old one ends with the worker (``_end_worker``).
             _scoring_pool = None
+            _abandoned.append(pool)
             gevent.spawn(pool.kill)
         raise RequestTimeout(
             "Scoring took longer than the server's timeout: send fewer rows per request "
@@ -502,6 +505,7 @@ def gunicorn_options(config: Settings) -> dict[str, Any]:
         # No runtime control socket: nothing may reconfigure the server from outside.
         "control_socket_disable": True,
         "post_fork": _limit_threads(config.threads_per_worker),
+        "worker_exit": _end_worker,
     }
     if os.access("/dev/shm", os.W_OK):  # heartbeat files off the container's overlay disk
         options["worker_tmp_dir"] = "/dev/shm"
@@ -534,6 +538,21 @@ def _limit_threads(threads: int) -> Callable[[Any, Any], None]:
         threadpool_limits(limits=threads)
 
     return post_fork
+
+
+def _end_worker(server: Any, worker: Any) -> None:
+    """gunicorn's ``worker_exit``: a worker that left a scoring thread running ends now.
+
+    The interpreter would wait for the thread to finish its task, holding a CPU.
+    """
+    if not _abandoned:
+        return
+    error = sys.exc_info()[1]
+    code = error.code if isinstance(error, SystemExit) and isinstance(error.code, int) else 0
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(code)
 
 
 def run_gunicorn(app: Any, options: Mapping[str, Any]) -> NoReturn:

@@ -98,8 +98,14 @@ def media_type(content_type: str | None) -> str:
     return (content_type or "").split(";", 1)[0].strip().lower()
 
 
-def read_body(body: bytes, content_type: str | None, scorer: Scorer) -> pd.DataFrame:
-    """The rows of a request body of one of ``REQUEST_CONTENT_TYPES``."""
+def read_body(
+    body: bytes, content_type: str | None, scorer: Scorer, limit: int | None = None
+) -> pd.DataFrame:
+    """The rows of a request body of one of ``REQUEST_CONTENT_TYPES``.
+
+    ``limit`` is the payload limit in bytes: a Parquet body, compressed, may hold no more
+    than a CSV body of that size could (``_read_parquet``); None: no limit.
+    """
     kind = media_type(content_type)
     if kind not in REQUEST_CONTENT_TYPES:
         shown = content_type or "(none)"
@@ -113,7 +119,7 @@ def read_body(body: bytes, content_type: str | None, scorer: Scorer) -> pd.DataF
         return _read_csv(body, scorer)
     if kind == JSON_TYPE:
         return _read_json(body)
-    return _read_parquet(body)
+    return _read_parquet(body, limit)
 
 
 def _read_csv(body: bytes, scorer: Scorer) -> pd.DataFrame:
@@ -225,9 +231,50 @@ def _record(pairs: list[tuple[str, object]]) -> dict[str, object]:
     return record
 
 
-def _read_parquet(body: bytes) -> pd.DataFrame:
+def _read_parquet(body: bytes, limit: int | None) -> pd.DataFrame:
+    """A Parquet file, refused (413) if it expands past what ``limit`` bytes of CSV hold.
+
+    Compression and dictionaries let a small file hold millions of rows, or one long
+    text repeated on every row: under a limit, a file may hold at most ``limit / 2``
+    values (rows times columns, as "0," per value in CSV) and ``limit`` bytes of text.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    def too_large(what: str) -> RequestError:
+        return RequestError(
+            f"The Parquet body holds {what}, more than a CSV body within the payload limit of "
+            f"{limit} bytes could: send fewer rows per request.",
+            413,
+        )
+
     try:
-        return pd.read_parquet(io.BytesIO(body))
+        schema = pq.read_schema(io.BytesIO(body))
+        texts = [
+            field.name
+            for field in schema
+            if pa.types.is_string(field.type)
+            or pa.types.is_large_string(field.type)
+            or pa.types.is_binary(field.type)
+            or pa.types.is_large_binary(field.type)
+        ]
+        source = pq.ParquetFile(io.BytesIO(body), read_dictionary=texts)
+        rows, columns = source.metadata.num_rows, source.metadata.num_columns
+        if limit is not None and rows * columns > limit // 2:
+            raise too_large(f"{rows} rows of {columns} columns ({rows * columns} values)")
+        table = source.read()
+        if limit is not None:
+            text_bytes = 0
+            for name in texts:  # read as dictionaries: the repeated texts are not copied
+                for chunk in table.column(name).chunks:
+                    lengths = pc.binary_length(chunk.dictionary)
+                    text_bytes += pc.sum(pc.take(lengths, chunk.indices)).as_py() or 0
+            if text_bytes > limit:
+                raise too_large(f"{text_bytes} bytes of text")
+        return table.to_pandas()
+    except RequestError:
+        raise
     except Exception as exc:  # pyarrow raises several types for a bad file
         raise RequestError(f"Could not read the body as Parquet: {_one_line(exc)}") from None
 

@@ -68,8 +68,8 @@ def server(trained: Trained, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 
 @pytest.fixture(scope="module")
 def tight_server(trained: Trained, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """Two workers, a 1 s timeout and SageMaker's 6 MB payload limit: slow requests time out."""
-    server = serve_on(trained, tmp_path_factory.mktemp("tight"), 2, 1, 6)
+    """Two workers, a 1 s timeout and a 16 MB payload limit: slow requests time out."""
+    server = serve_on(trained, tmp_path_factory.mktemp("tight"), 2, 1, 16)
     yield server
     stop(server)
 

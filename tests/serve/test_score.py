@@ -264,3 +264,19 @@ def test_json_record_naming_a_column_twice_is_refused(scorer: Scorer, rows: pd.D
     body = ('[{"Area": "A", ' + record + "}]").encode()
     with pytest.raises(RequestError, match="names column 'Area' twice"):
         read_body(body, "application/json", scorer)
+
+
+def test_parquet_under_a_payload_limit_holds_no_more_than_csv_could(
+    scorer: Scorer, rows: pd.DataFrame
+) -> None:
+    """Without a limit (score-local) any file is read; under one, rows and text are bounded."""
+    many = parquet(pd.concat([rows] * 20_000, ignore_index=True))  # 100,000 rows
+    assert len(read_body(many, "application/x-parquet", scorer)) == 100_000
+    assert len(read_body(many, "application/x-parquet", scorer, limit=2_000_000)) == 100_000
+    with pytest.raises(RequestError, match="100000 rows of 10 columns") as err:
+        read_body(many, "application/x-parquet", scorer, limit=1_000_000)
+    assert err.value.status == 413
+    long_text = parquet(rows.assign(VehBrand="B" * 300_000))  # 1.5 MB of text, in a few KB
+    assert len(read_body(long_text, "application/x-parquet", scorer, limit=2_000_000)) == 5
+    with pytest.raises(RequestError, match="1500000 bytes of text"):
+        read_body(long_text, "application/x-parquet", scorer, limit=1_000_000)
