@@ -15,7 +15,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 
 import numpy as np
@@ -96,8 +98,14 @@ def media_type(content_type: str | None) -> str:
     return (content_type or "").split(";", 1)[0].strip().lower()
 
 
-def read_body(body: bytes, content_type: str | None, scorer: Scorer) -> pd.DataFrame:
-    """The rows of a request body of one of ``REQUEST_CONTENT_TYPES``."""
+def read_body(
+    body: bytes, content_type: str | None, scorer: Scorer, limit: int | None = None
+) -> pd.DataFrame:
+    """The rows of a request body of one of ``REQUEST_CONTENT_TYPES``.
+
+    ``limit`` is the payload limit in bytes: a Parquet body, compressed, may hold no more
+    than a CSV body of that size could (``_read_parquet``); None: no limit.
+    """
     kind = media_type(content_type)
     if kind not in REQUEST_CONTENT_TYPES:
         shown = content_type or "(none)"
@@ -111,16 +119,20 @@ def read_body(body: bytes, content_type: str | None, scorer: Scorer) -> pd.DataF
         return _read_csv(body, scorer)
     if kind == JSON_TYPE:
         return _read_json(body)
-    return _read_parquet(body)
+    return _read_parquet(body, limit)
 
 
 def _read_csv(body: bytes, scorer: Scorer) -> pd.DataFrame:
-    """CSV with a header row (it names model features) or without (features in order)."""
+    """CSV with a header row (it names model features) or without (features in order).
+
+    Every row must have as many fields as the first one (the header, or the first row
+    of a body without one): one row in is one prediction out.
+    """
     try:
         text = body.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise RequestError(f"The CSV body is not UTF-8 text ({exc}).") from None
-    first = next((row for row in csv.reader(io.StringIO(text)) if row), [])
+    first, rows = _csv_shape(text)
     known = {*scorer.features, scorer.exposure}
     text_columns = set(scorer.model.categorical)
     try:
@@ -129,28 +141,71 @@ def _read_csv(body: bytes, scorer: Scorer) -> pd.DataFrame:
             if duplicated:
                 raise RequestError(f"The CSV header names column '{duplicated[0]}' twice.")
             dtype = {name: str for name in first if name in text_columns}
-            return pd.read_csv(io.StringIO(text), dtype=dtype, low_memory=False)
-        n_features = len(scorer.features)
-        if len(first) not in (n_features, n_features + 1):
-            raise RequestError(
-                f"The CSV body has no header and {len(first)} columns in its first row; "
-                f"without a header send the model's {n_features} features in this order, "
-                f"optionally followed by exposure: {','.join(scorer.features)}"
-                f"[,{scorer.exposure}]."
+            frame = pd.read_csv(io.StringIO(text), dtype=dtype, low_memory=False, index_col=False)
+            rows -= 1  # the header
+        else:
+            n_features = len(scorer.features)
+            if len(first) not in (n_features, n_features + 1):
+                raise RequestError(
+                    f"The CSV body has no header and {len(first)} columns in its first row; "
+                    f"without a header send the model's {n_features} features in this order, "
+                    f"optionally followed by exposure: {','.join(scorer.features)}"
+                    f"[,{scorer.exposure}]."
+                )
+            names = [*scorer.features, scorer.exposure][: len(first)]
+            dtype = {name: str for name in names if name in text_columns}
+            frame = pd.read_csv(
+                io.StringIO(text),
+                header=None,
+                names=names,
+                dtype=dtype,
+                low_memory=False,
+                index_col=False,
             )
-        names = [*scorer.features, scorer.exposure][: len(first)]
-        dtype = {name: str for name in names if name in text_columns}
-        return pd.read_csv(
-            io.StringIO(text), header=None, names=names, dtype=dtype, low_memory=False
-        )
-    except (pd.errors.ParserError, ValueError) as exc:
+    except (pd.errors.ParserError, ValueError, OverflowError) as exc:
         raise RequestError(f"Could not read the body as CSV: {_one_line(exc)}") from None
+    if len(frame) != rows:
+        raise RequestError(
+            f"Could not read the body as CSV: it has {rows} rows, of which {len(frame)} could "
+            "be read (check its quoting)."
+        )
+    return frame
+
+
+def _csv_shape(text: str) -> tuple[list[str], int]:
+    """The first row and the number of rows; a ``RequestError`` naming a row of another width.
+
+    Blank lines (and lines of spaces only) are not rows, as in pandas.
+    """
+    reader = csv.reader(io.StringIO(text))
+    first: list[str] | None = None
+    first_line = rows = 0
+    try:
+        for row in reader:
+            if not row or (len(row) == 1 and not row[0].strip()):
+                continue
+            rows += 1
+            if first is None:
+                first, first_line = row, reader.line_num
+            elif len(row) != len(first):
+                raise RequestError(
+                    f"Line {reader.line_num} of the CSV body has {len(row)} fields where line "
+                    f"{first_line} has {len(first)}: every row needs one value per column "
+                    "(quote values that hold commas)."
+                )
+    except csv.Error as exc:
+        raise RequestError(
+            f"Could not read the body as CSV: line {reader.line_num}: {_one_line(exc)}"
+        ) from None
+    return first or [], rows
 
 
 def _read_json(body: bytes) -> pd.DataFrame:
     """A list of records (objects keyed by column name), or a single record."""
     try:
-        payload = json.loads(body)
+        payload = json.loads(body, object_pairs_hook=_record)
+    except RecursionError:
+        raise RequestError("The JSON body is nested too deeply: send a list of records.") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise RequestError(f"The body is not valid JSON: {_one_line(exc)}") from None
     if isinstance(payload, dict):
@@ -160,12 +215,66 @@ def _read_json(body: bytes) -> pd.DataFrame:
             'A JSON body must be a list of records keyed by column name, e.g. [{"Area": "C", '
             '"VehPower": 6, ...}].'
         )
-    return pd.DataFrame.from_records(payload)
+    # One row per record, records without any key included ([{}, {}] is two rows).
+    return pd.DataFrame.from_records(payload, nrows=len(payload)).reindex(
+        pd.RangeIndex(len(payload))
+    )
 
 
-def _read_parquet(body: bytes) -> pd.DataFrame:
+def _record(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    """A JSON object; one that names a key twice is refused (JSON keeps the last silently)."""
+    record: dict[str, object] = {}
+    for key, value in pairs:
+        if key in record:
+            raise RequestError(f"A JSON record names column '{key}' twice.")
+        record[key] = value
+    return record
+
+
+def _read_parquet(body: bytes, limit: int | None) -> pd.DataFrame:
+    """A Parquet file, refused (413) if it expands past what ``limit`` bytes of CSV hold.
+
+    Compression and dictionaries let a small file hold millions of rows, or one long
+    text repeated on every row: under a limit, a file may hold at most ``limit / 2``
+    values (rows times columns, as "0," per value in CSV) and ``limit`` bytes of text.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    def too_large(what: str) -> RequestError:
+        return RequestError(
+            f"The Parquet body holds {what}, more than a CSV body within the payload limit of "
+            f"{limit} bytes could: send fewer rows per request.",
+            413,
+        )
+
     try:
-        return pd.read_parquet(io.BytesIO(body))
+        schema = pq.read_schema(io.BytesIO(body))
+        texts = [
+            field.name
+            for field in schema
+            if pa.types.is_string(field.type)
+            or pa.types.is_large_string(field.type)
+            or pa.types.is_binary(field.type)
+            or pa.types.is_large_binary(field.type)
+        ]
+        source = pq.ParquetFile(io.BytesIO(body), read_dictionary=texts)
+        rows, columns = source.metadata.num_rows, source.metadata.num_columns
+        if limit is not None and rows * columns > limit // 2:
+            raise too_large(f"{rows} rows of {columns} columns ({rows * columns} values)")
+        table = source.read()
+        if limit is not None:
+            text_bytes = 0
+            for name in texts:  # read as dictionaries: the repeated texts are not copied
+                for chunk in table.column(name).chunks:
+                    lengths = pc.binary_length(chunk.dictionary)
+                    text_bytes += pc.sum(pc.take(lengths, chunk.indices)).as_py() or 0
+            if text_bytes > limit:
+                raise too_large(f"{text_bytes} bytes of text")
+        return table.to_pandas()
+    except RequestError:
+        raise
     except Exception as exc:  # pyarrow raises several types for a bad file
         raise RequestError(f"Could not read the body as Parquet: {_one_line(exc)}") from None
 
@@ -211,24 +320,71 @@ def check_features(scorer: Scorer, frame: pd.DataFrame) -> pd.DataFrame:
         )
     out = pd.DataFrame(index=frame.index)
     for name in scorer.model.categorical:
-        values = frame[name]
-        absent = values.isna().to_numpy()
-        if absent.any():
-            raise RequestError(_rule(name, "no missing values", absent, values.to_numpy()))
-        out[name] = values
+        out[name] = _text(frame[name], name)
     for name in scorer.model.numeric:
         out[name] = _numeric(frame[name], name)
     return out
 
 
+# Python types a value of a request may have (NumPy's numbers included); anything else
+# (a list, a record, a date, bytes) is refused, naming the column.
+_NUMBER_TYPES = (int, float, Decimal, np.integer, np.floating)
+_PLAIN_TYPES = (str, bool, np.bool_, *_NUMBER_TYPES)
+# What pandas infers for a column of such values only (checked value by value otherwise).
+_PLAIN_KINDS = {"string", "integer", "floating", "mixed-integer-float", "decimal", "boolean"}
+
+
+def _plain(values: pd.Series, name: str, expected: str) -> tuple[pd.Series, str]:
+    """``values`` (categories as objects) and pandas' name for what they hold.
+
+    A ``RequestError`` names the column if it holds anything but text and numbers.
+    """
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        values = values.astype(object)
+    kind = values.dtype.kind
+    if kind not in "biufO":
+        raise RequestError(f"Column '{name}' must have {expected}: it holds {values.dtype} values.")
+    inferred = pd.api.types.infer_dtype(values, skipna=True)
+    if kind == "O" and inferred not in _PLAIN_KINDS | {"empty"}:
+        odd = values.map(lambda v: not (isinstance(v, _PLAIN_TYPES) or v is None or v is pd.NA))
+        flags = odd.to_numpy(dtype=bool)
+        if flags.any():
+            raise RequestError(_rule(name, expected, flags, values.to_numpy()))
+    return values, inferred
+
+
+def _bools(values: pd.Series, inferred: str) -> np.ndarray | None:
+    """Where ``values`` holds True or False, if anywhere."""
+    if inferred in _PLAIN_KINDS - {"boolean"}:
+        return None
+    flags = values.map(lambda v: isinstance(v, bool | np.bool_)).to_numpy(dtype=bool)
+    return flags if flags.any() else None
+
+
+def _text(values: pd.Series, name: str) -> pd.Series:
+    """A categorical feature as text (numbers written as a CSV body gives them)."""
+    values, inferred = _plain(values, name, "text values")
+    raw = values.to_numpy()
+    absent = values.isna().to_numpy()
+    if absent.any():
+        raise RequestError(_rule(name, "no missing values", absent, raw))
+    flags = _bools(values, inferred)
+    if flags is not None:
+        raise RequestError(_rule(name, "text values", flags, raw))
+    if inferred == "string":
+        return values
+    return values.map(lambda v: v if isinstance(v, str) else str(v)).astype(object)
+
+
 def _numeric(values: pd.Series, name: str) -> np.ndarray:
     """A column as finite floats, or a ``RequestError`` naming the column and a bad value."""
+    values, inferred = _plain(values, name, "numeric values")
     raw = values.to_numpy()
-    if pd.api.types.is_bool_dtype(values) or (
-        values.dtype == object and values.map(lambda v: isinstance(v, bool)).any()
-    ):
-        flags = values.map(lambda v: isinstance(v, bool | np.bool_)).to_numpy()
+    flags = _bools(values, inferred)
+    if flags is not None:
         raise RequestError(_rule(name, "numeric values", flags, raw))
+    if values.dtype == object and inferred not in ("string", "floating"):
+        values = values.map(_float_or_text)
     numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
     absent = values.isna().to_numpy()
     wrong = np.isnan(numbers) & ~absent
@@ -242,13 +398,37 @@ def _numeric(values: pd.Series, name: str) -> np.ndarray:
     return numbers
 
 
+def _float_or_text(value: object) -> object:
+    """Whole numbers too large for a float become infinite (refused as such), not an error."""
+    if isinstance(value, int | np.integer):
+        try:
+            return float(value)
+        except OverflowError:
+            return math.inf if value > 0 else -math.inf
+    if isinstance(value, Decimal):
+        return float(value)
+    return value
+
+
 def _rule(name: str, rule: str, broken: np.ndarray, raw: np.ndarray) -> str:
     """``column 'X' must have <rule>: N rows break it (first: row R, value V)``."""
     rows = np.flatnonzero(broken)
-    value = raw[rows[0]]
-    shown = "missing" if pd.isna(value) else repr(value.item() if hasattr(value, "item") else value)
     count = "1 row breaks it" if len(rows) == 1 else f"{len(rows)} rows break it"
-    return f"Column '{name}' must have {rule}: {count} (first: row {rows[0] + 1}, value {shown})."
+    return (
+        f"Column '{name}' must have {rule}: {count} "
+        f"(first: row {rows[0] + 1}, value {_shown(raw[rows[0]])})."
+    )
+
+
+def _shown(value: object) -> str:
+    """A value as a message shows it: short, and only its type if it is not plain."""
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return "missing"
+    if not isinstance(value, _PLAIN_TYPES):
+        return f"of type {type(value).__name__}"
+    plain = value.item() if isinstance(value, np.generic) else value
+    text = repr(plain)
+    return text if len(text) <= 40 else f"{text[:37]}..."
 
 
 # ---------------------------------------------------------------------------- response

@@ -4,7 +4,8 @@ The model is the newest successful local run's by default, or the one
 ``--model`` names: a local run folder, a model folder, a ``model.tar.gz``, or a
 local pipeline execution (its folder or id under ``outputs/pipelines``). It is
 laid out as the platform lays out ``/opt/ml/model`` (an archive unpacked, the
-training config beside the model), and the image's own command serves it:
+training config beside the model), loaded once here so that a model that cannot
+be served is named as the user named it, and the image's own command serves it:
 ``python -m container.entrypoint serve`` with ``OPT_ML_ROOT`` on that tree.
 """
 
@@ -22,11 +23,21 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from conf.contract import CONFIG_FILE, ENTRYPOINT, METRICS_FILE, MODEL_ARCHIVE, MODEL_FILE
+from conf.contract import (
+    CONFIG_FILE,
+    ENTRYPOINT,
+    LEGACY_MODEL_FILE,
+    METRICS_FILE,
+    MODEL_ARCHIVE,
+    MODEL_FILE,
+)
 from conf.errors import DataError, UserError, report
 from steps.runtime.io import extract_safely
+
+if TYPE_CHECKING:
+    from steps.score import Scorer
 
 RUNS = Path("outputs/runs")
 PIPELINES = Path("outputs/pipelines")
@@ -48,7 +59,20 @@ def newest_run(runs: Path = RUNS) -> Path:
 
 def execution_model(folder: Path) -> Path:
     """The model.tar.gz a local pipeline execution registered (or trained)."""
-    record = json.loads((folder / EXECUTION_RECORD).read_text())
+    record_file = folder / EXECUTION_RECORD
+    try:
+        record = json.loads(record_file.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise DataError(
+            f"Cannot read the local pipeline execution record '{record_file}' "
+            f"({' '.join(str(exc).split())}): it is truncated or not JSON; run the pipeline "
+            "again, or name a model with --model."
+        ) from None
+    if not isinstance(record, dict):
+        raise DataError(
+            f"The local pipeline execution record '{record_file}' is not a JSON object: run the "
+            "pipeline again, or name a model with --model."
+        )
     urls = _values(record, "ModelDataUrl") or _values(record, "S3ModelArtifacts")
     urls = [u for u in urls if isinstance(u, str) and u.startswith("s3://")]
     if not urls:
@@ -57,10 +81,22 @@ def execution_model(folder: Path) -> Path:
             f"The local pipeline execution '{folder}' has no trained model (status {status})."
         )
     bucket_key = urls[0].removeprefix("s3://")
-    path = folder.parent / "s3" / bucket_key
+    store = folder.parent / "s3"
+    path = store / bucket_key
+    if not path.resolve().is_relative_to(store.resolve()):
+        raise DataError(f"The execution's model {urls[0]} is outside the local store '{store}'.")
     if not path.is_file():
         raise DataError(f"The execution's model {urls[0]} is not stored at '{path}'.")
     return path
+
+
+def legacy_model(path: Path) -> DataError:
+    """The error for a model saved as a pickle by an earlier version: retrain."""
+    return DataError(
+        f"'{path}' was saved by an earlier version as a pickle, which is not loaded because "
+        f"unpickling can run arbitrary code. Retrain to get a {MODEL_FILE}: make local-run, or "
+        "run the pipeline again."
+    )
 
 
 def _values(node: Any, key: str) -> list[Any]:
@@ -87,6 +123,9 @@ def resolve(spec: str | None, runs: Path = RUNS, pipelines: Path = PIPELINES) ->
     for candidate in (path, path / "model"):
         if (candidate / MODEL_FILE).is_file() or (candidate / MODEL_ARCHIVE).is_file():
             return candidate if (candidate / MODEL_FILE).is_file() else candidate / MODEL_ARCHIVE
+    for candidate in (path, path / "model"):
+        if (candidate / LEGACY_MODEL_FILE).is_file():
+            raise legacy_model(candidate / LEGACY_MODEL_FILE)
     raise DataError(
         f"--model {spec!r} is not a local run folder, a model folder, a {MODEL_ARCHIVE} or a "
         f"local pipeline execution (folder or id under '{pipelines}')."
@@ -113,8 +152,31 @@ def model_tree(source: Path) -> Iterator[Path]:
                     shutil.copy2(config, model / CONFIG_FILE)
                     break
         if not (model / MODEL_FILE).is_file():
+            if (model / LEGACY_MODEL_FILE).is_file():
+                raise legacy_model(source)
             raise DataError(f"'{source}' holds no {MODEL_FILE} at its top level.")
         yield root
+
+
+def load_named(source: Path, root: Path) -> Scorer:
+    """The model of a ``model_tree``; its errors name ``source``, not the temporary copy."""
+    from steps.score import load_scorer
+
+    model = root / "model"
+    try:
+        return load_scorer(model)
+    except UserError as err:
+        message = str(err)
+        for name in (MODEL_FILE, CONFIG_FILE):
+            copy = f"'{model / name}'"
+            if source.is_file():  # an archive
+                message = message.replace(copy, f"'{source}' (its {name})")
+            else:
+                original = source / name
+                if name == CONFIG_FILE and not original.is_file():
+                    original = source.parent / name
+                message = message.replace(copy, f"'{original}'")
+        raise type(err)(message.replace(str(model), str(source))) from None
 
 
 def run_forwarding_signals(command: list[str], env: dict[str, str]) -> int:
@@ -150,6 +212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         source = resolve(args.model)
         print(f"Model: {source}", flush=True)
         with model_tree(source) as root:
+            load_named(source, root)
             command = [
                 sys.executable,
                 *ENTRYPOINT[1:],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -39,24 +40,36 @@ def scorer(trained: Trained) -> Scorer:
     return load_scorer(trained.model_dir)
 
 
-@pytest.fixture(scope="session")
-def server(trained: Trained, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def serve_on(trained: Trained, folder: Path, workers: int, timeout: int, payload_mb: int) -> Server:
     """``python -m container.entrypoint serve`` as the image runs it, on the /opt/ml tree."""
     port = free_port()
     env = {
         **os.environ,
         "OPT_ML_ROOT": str(trained.root),
         "SAGEMAKER_BIND_TO_PORT": str(port),
-        "SAGEMAKER_MODEL_SERVER_WORKERS": "2",
-        "SAGEMAKER_MODEL_SERVER_TIMEOUT": "60",
-        "SAGEMAKER_MAX_PAYLOAD_IN_MB": str(PAYLOAD_MB),
+        "SAGEMAKER_MODEL_SERVER_WORKERS": str(workers),
+        "SAGEMAKER_MODEL_SERVER_TIMEOUT": str(timeout),
+        "SAGEMAKER_MAX_PAYLOAD_IN_MB": str(payload_mb),
     }
     command = [sys.executable, "-m", "container.entrypoint", "serve", "--host", "127.0.0.1"]
     image = os.environ.get("IMAGE_UNDER_TEST")
     if image:  # the same tests against the built image, started as SageMaker hosting starts it
         command = image_serve_command(image, trained, env)
-    log = tmp_path_factory.mktemp("server") / "server.log"
-    server = start_server(command, env, log, port)
+    return start_server(command, env, folder / "server.log", port)
+
+
+@pytest.fixture(scope="session")
+def server(trained: Trained, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """Two workers, a 60 s timeout and a payload limit of ``PAYLOAD_MB``."""
+    server = serve_on(trained, tmp_path_factory.mktemp("server"), 2, 60, PAYLOAD_MB)
+    yield server
+    stop(server)
+
+
+@pytest.fixture(scope="module")
+def tight_server(trained: Trained, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """Two workers, a 1 s timeout and a 16 MB payload limit: slow requests time out."""
+    server = serve_on(trained, tmp_path_factory.mktemp("tight"), 2, 1, 16)
     yield server
     stop(server)
 

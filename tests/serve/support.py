@@ -77,3 +77,42 @@ def stop(server: Server) -> None:
     except subprocess.TimeoutExpired:
         server.process.kill()
         server.process.wait(timeout=10)
+
+
+def raw_exchange(
+    server: Server, data: bytes, half_close: bool = True, timeout: float = 30.0
+) -> tuple[int | None, str]:
+    """Send ``data`` as is on a new connection; the status and body of the answer.
+
+    With ``half_close`` the client shuts its sending side, as a client whose body
+    ended does. The status is None when the server closed without answering.
+    """
+    host, port = server.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+        sock.sendall(data)
+        if half_close:
+            sock.shutdown(socket.SHUT_WR)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/"):
+        return None, answer.decode(errors="replace")
+    return int(head.split()[1]), body.decode(errors="replace")
+
+
+def post_head(content_type: str, **headers: str | int) -> bytes:
+    """The request line and headers of ``POST /invocations`` (``Connection: close``)."""
+    lines = ["POST /invocations HTTP/1.1", "Host: 127.0.0.1", f"Content-Type: {content_type}"]
+    lines += [f"{name.replace('_', '-')}: {value}" for name, value in headers.items()]
+    lines.append("Connection: close")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def chunked(body: bytes, size: int = 8192, last: bool = True) -> bytes:
+    """``body`` in chunked transfer coding (without its last chunk unless ``last``)."""
+    parts = [
+        b"%x\r\n%s\r\n" % (len(body[i : i + size]), body[i : i + size])
+        for i in range(0, len(body), size)
+    ]
+    return b"".join(parts) + (b"0\r\n\r\n" if last else b"")

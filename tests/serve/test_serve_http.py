@@ -6,9 +6,13 @@ workers, a 1 MB payload limit) answers every test here.
 
 from __future__ import annotations
 
+import gzip
 import http.client
 import io
 import json
+import socket
+import threading
+import time
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 
@@ -18,7 +22,7 @@ import pytest
 
 from conf.contract import REQUEST_CONTENT_TYPES, RESPONSE_CONTENT_TYPES
 from steps.score import Scorer
-from tests.serve.support import PAYLOAD_MB, Server, Trained
+from tests.serve.support import PAYLOAD_MB, Server, Trained, chunked, post_head, raw_exchange
 
 ROWS = 25
 
@@ -29,10 +33,11 @@ def request(
     path: str,
     body: bytes | None = None,
     headers: dict[str, str] | None = None,
+    timeout: float = 60,
 ) -> tuple[int, str, bytes]:
     """One HTTP request; returns status, content type and body."""
     url = urllib.parse.urlsplit(server.url)
-    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=timeout)
     try:
         conn.request(method, path, body=body, headers=headers or {})
         response = conn.getresponse()
@@ -194,6 +199,30 @@ def test_bad_requests(
     assert word in answer.decode()
 
 
+@pytest.mark.parametrize(
+    ("make", "words"),
+    [
+        (lambda f: pd.concat([f] * 4000, ignore_index=True), "100000 rows of 10 columns"),
+        (lambda f: f.assign(Region="R" * 100_000), "2500000 bytes of text"),
+    ],
+)
+def test_a_parquet_body_that_expands_past_the_limit_gets_413(
+    server: Server, policies: pd.DataFrame, make: object, words: str
+) -> None:
+    """Tens of KB of Parquet that would be more than the payload limit of CSV in memory."""
+    body = encode(make(policies), "application/x-parquet")  # type: ignore[operator]
+    assert len(body) < 100_000
+    status, _, answer = invoke(server, body, "application/x-parquet")
+    assert status == 413 and words in answer.decode(), answer
+
+
+def test_a_compressed_body_gets_415_not_a_misread(server: Server, policies: pd.DataFrame) -> None:
+    body = gzip.compress(encode(policies, "text/csv"))
+    headers = {"Content-Type": "text/csv", "Content-Encoding": "gzip"}
+    status, _, answer = request(server, "POST", "/invocations", body, headers)
+    assert status == 415 and b"Content-Encoding gzip" in answer, answer
+
+
 def test_payload_over_the_limit_gets_413(server: Server) -> None:
     body = b"x" * (PAYLOAD_MB * 1024 * 1024 + 1)
     status, _, answer = invoke(server, body, "text/csv")
@@ -229,3 +258,216 @@ def test_concurrent_requests_all_answered_and_no_worker_crashed(
     log = server.log_text()
     assert log.count("Booting worker") == 2, log  # no worker died and was replaced
     assert "Traceback" not in log
+
+
+# ------------------------------------------------- every row in, one prediction out
+
+
+def over_the_limit(policies: pd.DataFrame, megabytes: int) -> bytes:
+    """A CSV body a few rows over ``megabytes``."""
+    row = encode(policies.head(1), "text/csv", header=False)
+    header = ",".join(policies.columns).encode() + b"\n"
+    return header + row * (megabytes * 1024 * 1024 // len(row) + 10)
+
+
+def test_chunked_body_over_the_limit_gets_413_not_a_cut(
+    server: Server, policies: pd.DataFrame
+) -> None:
+    """It was cut at the limit and scored (the last row with a truncated number)."""
+    body = over_the_limit(policies, PAYLOAD_MB)
+    head = post_head("text/csv", Transfer_Encoding="chunked")
+    status, answer = raw_exchange(server, head + chunked(body))
+    assert status == 413, answer
+    assert f"{PAYLOAD_MB} MB" in answer
+
+
+def test_chunked_body_within_the_limit_is_scored_row_by_row(
+    server: Server, policies: pd.DataFrame, expected: np.ndarray
+) -> None:
+    head = post_head("text/csv", Transfer_Encoding="chunked", Accept="text/csv")
+    status, answer = raw_exchange(server, head + chunked(encode(policies, "text/csv"), size=97))
+    assert status == 200, answer
+    got = [float(line.split(",")[0]) for line in answer.splitlines()]
+    np.testing.assert_allclose(got, expected, rtol=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("framing", "words"),
+    [
+        ("content-length", "ended after"),  # fewer bytes than announced, then EOF
+        ("no-last-chunk", "before its last chunk"),
+        ("cut-in-a-chunk", "before its last chunk"),
+        ("bad-chunk-size", "not valid chunked"),
+    ],
+)
+def test_a_body_cut_short_is_refused_never_scored(
+    server: Server, policies: pd.DataFrame, framing: str, words: str
+) -> None:
+    body = encode(policies, "text/csv")
+    if framing == "content-length":
+        data = post_head("text/csv", Content_Length=len(body) + 40) + body
+    elif framing == "no-last-chunk":
+        data = post_head("text/csv", Transfer_Encoding="chunked") + chunked(body, last=False)
+    elif framing == "cut-in-a-chunk":
+        data = post_head("text/csv", Transfer_Encoding="chunked") + chunked(body)[:-60]
+    else:
+        data = post_head("text/csv", Transfer_Encoding="chunked") + b"zz\r\n" + body
+    status, answer = raw_exchange(server, data)
+    assert status == 400, answer
+    assert words in answer and answer.count("\n") == 1, answer
+
+
+def csv_with_extra_field(frame: pd.DataFrame) -> bytes:
+    lines = frame.to_csv(index=False).splitlines()
+    lines[2] += ",7"
+    return ("\n".join(lines) + "\n").encode()
+
+
+def parquet_with_dates(frame: pd.DataFrame) -> bytes:
+    return encode(frame.assign(DrivAge=pd.Timestamp("2024-01-01")), "application/x-parquet")
+
+
+def json_with(frame: pd.DataFrame, column: str, value: object) -> bytes:
+    records = json.loads(frame.to_json(orient="records"))
+    records[1][column] = value
+    return json.dumps(records).encode()
+
+
+@pytest.mark.parametrize(
+    ("make", "content_type", "words"),
+    [
+        (csv_with_extra_field, "text/csv", ["Line 3", "11 fields"]),
+        (lambda f: b"[{}, {}]", "application/json", ["Missing feature columns", "'Area'"]),
+        (lambda f: b'[{"Area": "C"}, {}]', "application/json", ["Missing", "'DrivAge'"]),
+        (parquet_with_dates, "application/x-parquet", ["'DrivAge'", "datetime64"]),
+        (lambda f: json_with(f, "Area", ["C", "D"]), "application/json", ["'Area'", "list"]),
+        (lambda f: json_with(f, "Density", {"v": 1}), "application/json", ["'Density'", "dict"]),
+        (lambda f: json_with(f, "VehAge", int("9" * 401)), "application/json", ["'VehAge'"]),
+        (
+            lambda f: f.assign(VehAge="9" * 401).to_csv(index=False).encode(),
+            "text/csv",
+            ["'VehAge'", "finite"],
+        ),
+        (lambda f: b"[" * 100_000 + b"]" * 100_000, "application/json", ["nested too deeply"]),
+    ],
+)
+def test_misread_bodies_get_400_naming_the_problem(
+    server: Server, policies: pd.DataFrame, make: object, content_type: str, words: list[str]
+) -> None:
+    body = make(policies)  # type: ignore[operator]
+    status, kind, answer = invoke(server, body, content_type)
+    message = answer.decode()
+    assert status == 400 and kind.startswith("text/plain"), message
+    assert message.count("\n") == 1 and all(word in message for word in words), message
+
+
+# ----------------------------------------------------------------------- availability
+
+
+def slow_client(server: Server, body_only: bool, seconds: float, stop: threading.Event) -> None:
+    """A client that sends one byte every half second (of its headers, or of its body)."""
+    host, port = server.url.removeprefix("http://").split(":")
+    data = post_head("text/csv", Content_Length=1000) + b"x" * 1000
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        if body_only:
+            head = data.index(b"\r\n\r\n") + 4
+            sock.sendall(data[:head])
+            data = data[head:]
+        deadline = time.monotonic() + seconds
+        for byte in data:
+            if stop.is_set() or time.monotonic() > deadline:
+                return
+            try:
+                sock.sendall(bytes([byte]))
+            except OSError:  # the server closed a client too slow for it
+                return
+            stop.wait(0.5)
+
+
+def test_slow_clients_do_not_hold_the_workers(server: Server) -> None:
+    """Six clients trickling bytes (three times the workers): /ping still answers."""
+    stop = threading.Event()
+    clients = [
+        threading.Thread(target=slow_client, args=(server, i % 2 == 0, 6.0, stop)) for i in range(6)
+    ]
+    for client in clients:
+        client.start()
+    try:
+        time.sleep(1.5)  # every slow client is connected and trickling
+        url = urllib.parse.urlsplit(server.url)
+        for _ in range(3):
+            conn = http.client.HTTPConnection(url.hostname, url.port, timeout=3)
+            try:
+                conn.request("GET", "/ping")
+                assert conn.getresponse().status == 200
+            finally:
+                conn.close()
+            time.sleep(0.5)
+    finally:
+        stop.set()
+        for client in clients:
+            client.join(timeout=15)
+
+
+def big_body(policies: pd.DataFrame) -> bytes:
+    """600,000 rows as Parquet (under 1 MB, within the tight server's 16 MB of CSV): seconds
+    of scoring, past its 1 s."""
+    rows = pd.concat([policies] * (600_000 // len(policies)), ignore_index=True)
+    return encode(rows, "application/x-parquet")
+
+
+def test_ping_answers_while_every_worker_is_scoring(
+    tight_server: Server, policies: pd.DataFrame
+) -> None:
+    """Two bodies of 6 MB (SageMaker's limit), one per worker, each seconds of work."""
+    row = encode(policies.head(1), "text/csv", header=False)
+    body = row * (6_000_000 // len(row))
+    answers: list[int] = []
+
+    def score() -> None:
+        answers.append(invoke(tight_server, body, "text/csv")[0])
+
+    busy = [threading.Thread(target=score) for _ in range(2)]
+    for thread in busy:
+        thread.start()
+    time.sleep(0.3)  # both bodies sent (loopback) and being scored
+    status = request(tight_server, "GET", "/ping", timeout=3)[0]
+    still_busy = sum(thread.is_alive() for thread in busy)
+    for thread in busy:
+        thread.join(timeout=60)
+    assert status == 200
+    assert still_busy == 2, "the scoring requests ended before /ping was asked"
+    assert sorted(answers) in ([200, 200], [200, 504], [504, 504]), answers
+
+
+def test_scoring_past_the_timeout_gets_504_and_the_worker_is_replaced(
+    tight_server: Server, policies: pd.DataFrame, expected: np.ndarray
+) -> None:
+    booted = tight_server.log_text().count("Booting worker")
+    status, _, answer = invoke(tight_server, big_body(policies), "application/x-parquet")
+    assert status == 504, answer
+    assert b"SAGEMAKER_MODEL_SERVER_TIMEOUT" in answer
+    deadline = time.monotonic() + 60
+    while tight_server.log_text().count("Booting worker") == booted:
+        assert time.monotonic() < deadline, tight_server.log_text()
+        time.sleep(0.2)
+    # Small requests are scored again (a few tries: the 1 s is tight on a busy machine).
+    statuses = []
+    for _ in range(3):
+        statuses.append(invoke(tight_server, encode(policies, "text/csv"), "text/csv")[0])
+        if statuses[-1] == 200:
+            break
+    assert statuses[-1] == 200, statuses
+    assert "Traceback" not in tight_server.log_text()
+
+
+@pytest.mark.parametrize("half_close", [False, True])
+def test_a_body_slower_than_the_timeout_gets_408(tight_server: Server, half_close: bool) -> None:
+    """Still arriving when the time is up (or never arriving: shorter than announced)."""
+    data = post_head("text/csv", Content_Length=1000) + b"Area,VehBrand\n"
+    if half_close:  # announced 1000 bytes, sent 14 and closed: refused at once
+        status, answer = raw_exchange(tight_server, data, half_close=True, timeout=15)
+        assert status == 400 and "ended after 14 of the 1000 bytes" in answer, answer
+        return
+    status, answer = raw_exchange(tight_server, data, half_close=False, timeout=15)
+    assert status == 408 and "timeout of 1 s" in answer, answer
