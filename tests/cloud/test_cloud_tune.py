@@ -42,8 +42,8 @@ def test_the_tuning_config_carries_early_stopping_completion_and_warm_start() ->
     ranges = {r["Name"]: r for r in config["ParameterRanges"]["IntegerParameterRanges"]}
     assert ranges["model.max_leaf_nodes"] == {
         "Name": "model.max_leaf_nodes",
-        "MinValue": "8",
-        "MaxValue": "128",
+        "MinValue": "4",
+        "MaxValue": "31",
         "ScalingType": "Logarithmic",
     }
     warm = warm_start_config(cfg)

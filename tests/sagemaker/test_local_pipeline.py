@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from executor.run import main as executor_cli
 from pipelines.sagemaker import local_pipeline
 from steps.sources.simulate import generate
 
@@ -90,7 +91,7 @@ def test_train_variant_end_to_end_then_cached(
     assert not list((outputs / again_id).glob("registry/*"))
 
     # Housekeeping: remove all but the newest execution; what it reused stays.
-    assert local_pipeline.main(["clean", "--keep", "1", "--outputs", str(outputs)]) == 0
+    assert executor_cli(["clean", "--keep", "1", "--outputs", str(outputs)]) == 0
     assert [p.parent.name for p in outputs.glob("*/execution.json")] == [again_id]
     split = steps["Prepare"]["Properties"]["ProcessingOutputConfig"]["Outputs"][0]
     assert store_path(outputs, split["S3Output"]["S3Uri"]).is_dir()
