@@ -81,6 +81,10 @@ lint: check ## The static checks, hadolint, cfn-lint and checkov
 bench: env-sagemaker ## Benchmarks: ratios against a plain scikit-learn baseline, run side by side
 	$(RUN) python -m benchmarks.run $(ARGS)
 
+.PHONY: bench-models
+bench-models: env ## d2_ratio and time of every model, 3 seeds, 1x and 10x rows (ARGS="--factors 0.1,1")
+	$(RUN) python -m benchmarks.models $(ARGS)
+
 pipeline-definition: env-sagemaker ## Write the SageMaker Pipeline definition JSON (creates nothing)
 	$(RUN) python -m pipelines.sagemaker.cli definition $(ARGS)
 

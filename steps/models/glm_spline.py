@@ -49,17 +49,13 @@ class GLMSpline(ModelUnit):
         from sklearn.pipeline import Pipeline
         from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, SplineTransformer
 
+        # Columns are checked against the data by ``fit``: ``build`` also serves to
+        # validate the parameters, with placeholder columns.
         logged = set(cfg.log_columns)
-        unknown = sorted(logged - set(numeric))
-        if unknown:
-            raise ConfigError(
-                f"model.log_columns names {unknown}, which are not numeric columns of the data "
-                f"({', '.join(numeric)}): list only those, or set model.log_columns=[]."
-            )
 
         def curve(column: str) -> Any:
-            # Knots are set by ``fit`` from the train split (see ``quantile_knots``).
-            splines = SplineTransformer(degree=cfg.degree, include_bias=True)
+            # ``fit`` replaces the knots by ones from the train split (``quantile_knots``).
+            splines = SplineTransformer(n_knots=cfg.n_knots, degree=cfg.degree, include_bias=True)
             if column not in logged:
                 return splines
             log = FunctionTransformer(np.log1p, feature_names_out="one-to-one")
@@ -78,6 +74,13 @@ class GLMSpline(ModelUnit):
         from sklearn.pipeline import Pipeline
 
         x, y, w = train
+        numeric = [name for name, *_ in estimator["encode"].transformers if name != "categorical"]
+        unknown = sorted(set(cfg.log_columns) - set(numeric))
+        if unknown:
+            raise ConfigError(
+                f"model.log_columns names {unknown}, which are not numeric columns of the data "
+                f"({', '.join(numeric)}): list only those, or set model.log_columns=[]."
+            )
         knots = {}
         for name, transformer, columns in estimator["encode"].transformers:
             if name == "categorical":

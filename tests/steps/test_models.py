@@ -11,6 +11,7 @@ import skops.io as sio
 
 from conf import CONF_DIR, compose
 from conf.errors import ConfigError
+from steps.checks import check_config, check_tuning
 from steps.metrics import scores
 from steps.model import features, fit
 from steps.models import MODELS, trusted_types
@@ -93,6 +94,14 @@ def test_glm_spline_coefficients_are_in_its_report_and_give_its_predictions(
     np.testing.assert_allclose(
         np.exp(params["intercept"] + terms), fitted.model.predict(train), rtol=1e-9
     )
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_the_run_checks_accept_every_model_and_its_search_space(name: str) -> None:
+    cfg = compose([f"model={name}"])
+    check_config(cfg)
+    if cfg.tuning.parameters:  # the constant baseline has nothing to tune
+        check_tuning(cfg)
 
 
 def test_glm_spline_log_columns_must_be_numeric_columns(splits: dict[str, Path]) -> None:
