@@ -76,13 +76,17 @@ class Options:
 
 @dataclass
 class ExecutionResult:
-    """How an execution ended: its status, id, folder, record (``execution.json``) and store."""
+    """How an execution ended: its status, id, folder, record (``execution.json``) and store.
+
+    ``signal``: the signal (SIGINT or SIGTERM) that stopped it, if one did.
+    """
 
     status: str
     execution_id: str
     folder: Path
     record: dict[str, Any]
     store: Store
+    signal: int | None = None
 
     @property
     def record_path(self) -> Path:
@@ -115,12 +119,14 @@ class JobRun:
     or DescribeHyperParameterTuningJob). ``local``: what the executor adds (``Log``,
     ``LostFiles``: files written outside the declared folders; a tuning job's
     ``TrainingJobs``). ``folder``: the job's folder (``request.json``, ``log.txt``, ``opt_ml``).
+    ``signal``: the signal (SIGINT or SIGTERM) that stopped it, if one did.
     """
 
     status: str
     describe: dict[str, Any]
     local: dict[str, Any]
     folder: Path
+    signal: int | None = None
 
 
 # --------------------------------------------------------------------------- the API
@@ -179,10 +185,11 @@ def run_definition(
             f"Execution {execution_id} ({runner.isolation}, "
             f"{runner.engine.tool if runner.engine else 'local processes'}, S3: {options.store})",
         )
-        status = _stoppable(execution.run, execution.stop, options.stop_on_signals)
+        status, signum = _stoppable(execution.run, execution.stop, options.stop_on_signals)
         if table is not None:
             table.final(execution.record)
-        return ExecutionResult(status, execution_id, folder, execution.record.data, store)
+        record = execution.record.data
+        return ExecutionResult(status, execution_id, folder, record, store, signum)
 
 
 def run_job(
@@ -223,14 +230,14 @@ def run_job(
             except StepFailed as exc:  # the platform failed: staging, starting, uploading
                 return {**job, status_field: "Failed", "FailureReason": cut(str(exc))}
 
-        describe = _stoppable(run, runner.stop_all, options.stop_on_signals)
+        describe, signum = _stoppable(run, runner.stop_all, options.stop_on_signals)
     details = describe.pop("_local", {})
     local = {
         "Log": details.get("log"),
         "LostFiles": details.get("lost"),
         **{k: v for k, v in details.items() if k not in ("log", "lost")},
     }
-    return JobRun(describe[status_field], describe, local, jobs_dir / name)
+    return JobRun(describe[status_field], describe, local, jobs_dir / name, signum)
 
 
 @contextmanager
@@ -409,12 +416,19 @@ def _say(options: Options, line: str) -> None:
         print(line, file=options.progress, flush=True)
 
 
-def _stoppable(work: Callable[[], T], stop: Callable[[], None], on_signals: bool) -> T:
-    """``work()``; from the main thread, SIGINT and SIGTERM call ``stop`` while it runs."""
+def _stoppable(
+    work: Callable[[], T], stop: Callable[[], None], on_signals: bool
+) -> tuple[T, int | None]:
+    """``work()`` and the signal that stopped it, if any.
+
+    From the main thread, the first SIGINT or SIGTERM while ``work`` runs calls
+    ``stop``; later ones only say that the jobs are still stopping.
+    """
     if not on_signals or threading.current_thread() is not threading.main_thread():
-        return work()
+        return work(), None
     result: list[T] = []
     error: list[BaseException] = []
+    received: list[int] = []
 
     def target() -> None:
         try:
@@ -426,6 +440,10 @@ def _stoppable(work: Callable[[], T], stop: Callable[[], None], on_signals: bool
     thread.start()
 
     def on_signal(signum: int, _frame: object) -> None:
+        received.append(signum)
+        if len(received) > 1:
+            print("Still stopping the running jobs...", file=sys.stderr, flush=True)
+            return
         print(f"\nStopping ({signal.Signals(signum).name})...", file=sys.stderr, flush=True)
         stop()
 
@@ -438,7 +456,7 @@ def _stoppable(work: Callable[[], T], stop: Callable[[], None], on_signals: bool
             signal.signal(s, handler)
     if error:
         raise error[0]
-    return result[0]
+    return result[0], (received[0] if received else None)
 
 
 # ----------------------------------------------------------------------- housekeeping

@@ -46,7 +46,51 @@ def load(text: str | dict[str, Any]) -> dict[str, Any]:
             raise DefinitionError(f"The pipeline definition is not valid JSON: {exc}.") from exc
     if not isinstance(definition, dict) or not isinstance(definition.get("Steps"), list):
         raise DefinitionError("The pipeline definition has no 'Steps' list.")
+    _check_shape(definition)
     return definition
+
+
+def _check_shape(definition: dict[str, Any]) -> None:
+    """Refuse a definition whose parts have the wrong JSON type, naming the part.
+
+    Only the shape the executor walks is checked (lists of objects, objects of
+    arguments); what the values mean is checked where each is used.
+    """
+
+    def objects(value: Any, where: str) -> list[dict[str, Any]]:
+        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+            raise DefinitionError(f"{where} must be a list of JSON objects, not {_shown(value)}.")
+        return value
+
+    for index, spec in enumerate(objects(definition.get("Parameters", []), "'Parameters'")):
+        if not isinstance(spec.get("Name"), str) or not spec["Name"]:
+            raise DefinitionError(f"Parameter {index} has no Name: {_shown(spec)}.")
+
+    def check_step(raw: dict[str, Any], where: str) -> None:
+        name = raw.get("Name") if isinstance(raw.get("Name"), str) else where
+        for key, kind in (("Arguments", dict), ("DependsOn", list), ("RetryPolicies", list)):
+            if key in raw and not isinstance(raw[key], kind):
+                expected = "a JSON object" if kind is dict else "a list"
+                raise DefinitionError(
+                    f"Step {name!r}: {key} must be {expected}, not {_shown(raw[key])}."
+                )
+        if not all(isinstance(d, str) for d in raw.get("DependsOn", [])):
+            raise DefinitionError(f"Step {name!r}: DependsOn must list step names.")
+        if raw.get("Type") == "Condition":
+            args = raw.get("Arguments", {})
+            objects(args.get("Conditions", []), f"Step {name!r}: Conditions")
+            for which in ("IfSteps", "ElseSteps"):
+                for i, inner in enumerate(objects(args.get(which, []), f"Step {name!r}: {which}")):
+                    check_step(inner, f"{which}[{i}] of {name}")
+
+    for index, raw in enumerate(objects(definition["Steps"], "'Steps'")):
+        check_step(raw, f"Steps[{index}]")
+
+
+def _shown(value: Any) -> str:
+    """A JSON value as a message shows it: at most 200 characters."""
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def steps(definition: dict[str, Any]) -> dict[str, Step]:
@@ -57,13 +101,13 @@ def steps(definition: dict[str, Any]) -> dict[str, Step]:
         name, kind = raw.get("Name"), raw.get("Type")
         if not name or not kind:
             raise DefinitionError(f"A step has no Name or Type: {json.dumps(raw)[:200]}.")
-        if name in out:
-            raise DefinitionError(f"Two steps are named {name!r}: step names must be unique.")
         if not isinstance(name, str) or not STEP_NAME.fullmatch(name):
             raise DefinitionError(
                 f"Step name {name!r} is not valid: the service takes 1 to 64 letters, digits, "
                 "'-' and '_' (^[A-Za-z0-9\\-_]{1,64}$)."
             )
+        if name in out:
+            raise DefinitionError(f"Two steps are named {name!r}: step names must be unique.")
         if kind not in SUPPORTED:
             raise DefinitionError(
                 f"Step {name!r} has type {kind!r}, which is not supported locally (supported: "

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -78,6 +79,8 @@ def execute(args: argparse.Namespace) -> int:
         text = args.definition.read_text()
     except OSError as exc:
         raise ExecutorError(f"--definition {args.definition}: {exc.strerror}.") from None
+    except UnicodeDecodeError:
+        raise ExecutorError(f"--definition {args.definition}: not UTF-8 text (not JSON).") from None
     engine = ContainerEngine(args.container, tuple(args.container_flag)) if args.container else None
     options = Options(
         outputs=args.outputs,
@@ -89,7 +92,9 @@ def execute(args: argparse.Namespace) -> int:
     result = run_definition(
         text, parse_params(args.param), parse_images(args.image), options, name=args.name
     )
-    print(f"\nExecution {result.status}: {result.record_path}")
+    print(f"\nExecution {result.status}: {result.record_path}", flush=True)
+    if result.signal is not None:
+        raise Interrupted(result.signal)
     lines = result.output_lines()
     if lines:
         print("Outputs:\n" + "\n".join(lines))
@@ -106,8 +111,28 @@ def clean_command(argv: Sequence[str]) -> int:
     return 0
 
 
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM ended the command."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _interrupt(signum: int, _frame: object) -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM):  # later ones must not break the cleanup
+        signal.signal(sig, signal.SIG_IGN)
+    raise Interrupted(signum)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command; SIGINT or SIGTERM end it with ``interrupted`` (130 or 143).
+
+    While jobs run, the first signal stops them (``run_definition``); the command
+    then ends the same way.
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
+    previous = {s: signal.signal(s, _interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         if argv[:1] == ["clean"]:
             return clean_command(argv[1:])
@@ -115,3 +140,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ExecutorError as err:
         print(f"error: {' '.join(str(err).split())}", file=sys.stderr, flush=True)
         return 2
+    except Interrupted as err:
+        previous = dict.fromkeys(previous, signal.SIG_IGN)  # the command is ending
+        print("interrupted", file=sys.stderr, flush=True)
+        return 128 + err.signum
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -42,6 +42,7 @@ from executor import (
     run_definition,
     warm_image,
 )
+from steps.runtime.interrupt import Interrupted, interrupt, signals_raise
 
 ROOT = Path(__file__).resolve().parents[2]
 PLACEHOLDERS = {
@@ -232,7 +233,9 @@ def execute(args: argparse.Namespace) -> int:
         result = run_definition(
             built.definition, values, project_images(built.image), options, name=built.name
         )
-    print(f"\nExecution {result.status}: {result.record_path}")
+        print(f"\nExecution {result.status}: {result.record_path}", flush=True)
+        if result.signal is not None:
+            interrupt(result.signal)  # the jobs are stopped; leave through the cleanup
     lines = result.output_lines(HIGHLIGHT)
     if lines:
         print("Outputs:\n" + "\n".join(lines))
@@ -240,11 +243,16 @@ def execute(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command; SIGINT or SIGTERM end it with ``interrupted`` (130 or 143)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        return execute(parse_args(argv))
+        with signals_raise():
+            return execute(parse_args(argv))
     except (UserError, ExecutorError) as err:
         return report(err)
+    except Interrupted as err:
+        print("interrupted", file=sys.stderr, flush=True)
+        return err.exit_code
 
 
 if __name__ == "__main__":

@@ -45,7 +45,11 @@ class Interrupted(BaseException):
 
 
 def _raise(signum: int, frame: FrameType | None) -> None:
-    # Later signals are ignored while the first one is being cleaned up.
+    interrupt(signum)
+
+
+def interrupt(signum: int) -> NoReturn:
+    """Raise ``Interrupted``; later signals are ignored while the first one is cleaned up."""
     for sig in SIGNALS:
         signal.signal(sig, signal.SIG_IGN)
     raise Interrupted(signum)
@@ -53,13 +57,20 @@ def _raise(signum: int, frame: FrameType | None) -> None:
 
 @contextmanager
 def signals_raise() -> Iterator[None]:
-    """Within the block, SIGINT and SIGTERM raise ``Interrupted`` (main thread only)."""
+    """Within the block, SIGINT and SIGTERM raise ``Interrupted`` (main thread only).
+
+    When the block ends by ``Interrupted`` the signals stay ignored: the process is
+    ending, and a second Ctrl-C must not break its cleanup with a traceback.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     previous = {sig: signal.signal(sig, _raise) for sig in SIGNALS}
     try:
         yield
+    except Interrupted:
+        previous = dict.fromkeys(SIGNALS, signal.SIG_IGN)
+        raise
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -258,14 +258,11 @@ def test_stop_ends_running_steps_as_stopped(tmp_path: Path) -> None:
         os.killpg(proc.pid, 0)
 
 
-def test_sigterm_stops_the_command_and_its_jobs(tmp_path: Path) -> None:
+def _start_command(tmp_path: Path, job: str) -> subprocess.Popen:
+    """``python -m executor`` on a one-step definition whose job runs ``job``; once it runs."""
     spec = support.definition()
     app = spec["Steps"][0]["Arguments"]["AppSpecification"]
-    app["ContainerEntrypoint"] = [
-        "python",
-        "-c",
-        "import time; print('started', flush=True); time.sleep(60)",
-    ]
+    app["ContainerEntrypoint"] = ["python", "-c", job]
     app["ContainerArguments"] = ["x"]
     path = tmp_path / "definition.json"
     path.write_text(json.dumps(spec))
@@ -287,7 +284,7 @@ def test_sigterm_stops_the_command_and_its_jobs(tmp_path: Path) -> None:
             f"{support.IMAGE}=python {support.TINY}",
         ],
         stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+        stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONPATH": support.python_path()},
     )
@@ -299,14 +296,83 @@ def test_sigterm_stops_the_command_and_its_jobs(tmp_path: Path) -> None:
         ]
         time.sleep(0.1)
     assert logs, "the job never started"
-    proc.send_signal(signal.SIGTERM)
-    out, _ = proc.communicate(timeout=60)
-    assert proc.returncode == 1, out
+    return proc
+
+
+def _assert_stopped(tmp_path: Path, job_text: str) -> None:
     record = json.loads(next((tmp_path / "out").glob("*/execution.json")).read_text())
     assert record["PipelineExecutionStatus"] == "Stopped"
     assert record["PipelineExecutionSteps"][0]["StepStatus"] == "Stopped"
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
-    assert "time.sleep(60)" not in ps
+    assert job_text not in ps
+
+
+def test_sigterm_stops_the_command_and_its_jobs(tmp_path: Path) -> None:
+    proc = _start_command(tmp_path, "import time; print('started', flush=True); time.sleep(60)")
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, out + err
+    assert err.strip().splitlines()[-1] == "interrupted"
+    assert "Execution Stopped" in out
+    _assert_stopped(tmp_path, "time.sleep(60)")
+
+
+def test_more_ctrl_c_while_stopping_end_the_same_way(tmp_path: Path) -> None:
+    """A job that ignores SIGTERM keeps the command stopping for 10 s; more Ctrl-C then."""
+    job = (
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        "print('started', flush=True); time.sleep(61)"
+    )
+    proc = _start_command(tmp_path, job)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(1.0)
+    for _ in range(3):
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.3)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out + err
+    assert "Traceback" not in err
+    assert "Still stopping the running jobs..." in err
+    assert err.strip().splitlines()[-1] == "interrupted"
+    _assert_stopped(tmp_path, "time.sleep(61)")
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        (b'{"Version": "2020-12-01", "Steps": [', "not valid JSON"),
+        (b"\x81\xfe\x00garbage", "not UTF-8 text"),
+        (b"[1, 2]", "no 'Steps' list"),
+        (b'{"Steps": [1]}', "'Steps' must be a list of JSON objects"),
+        (b'{"Parameters": "x", "Steps": []}', "'Parameters' must be a list of JSON objects"),
+        (b'{"Parameters": [{"Type": "String"}], "Steps": []}', "Parameter 0 has no Name"),
+        (b'{"Steps": [{"Name": {"a": 1}, "Type": "Processing"}]}', "Step name {'a': 1}"),
+        (
+            b'{"Steps": [{"Name": "A", "Type": "Training", "Arguments": []}]}',
+            "Step 'A': Arguments must be a JSON object",
+        ),
+        (
+            b'{"Steps": [{"Name": "A", "Type": "Training", "DependsOn": [3]}]}',
+            "Step 'A': DependsOn must list step names",
+        ),
+        (
+            b'{"Steps": [{"Name": "C", "Type": "Condition", "Arguments": {"IfSteps": [3]}}]}',
+            "Step 'C': IfSteps must be a list of JSON objects",
+        ),
+    ],
+)
+def test_malformed_definition_is_one_line_and_runs_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: bytes, named: str
+) -> None:
+    from executor.run import main
+
+    path = tmp_path / "definition.json"
+    path.write_bytes(text)
+    code = main(["--definition", str(path), "--outputs", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("error: ") and named in err, err
+    assert not list((tmp_path / "out").glob("*/execution.json"))
 
 
 def test_command_refuses_an_unsupported_step_before_anything_runs(

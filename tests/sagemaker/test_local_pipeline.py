@@ -206,3 +206,36 @@ def test_outputs_under_a_file_are_refused_before_anything_runs(
     code = local_pipeline.main(["--outputs", str(tmp_path / "a-file" / "pipelines"), *SMALL])
     out = capsys.readouterr()
     assert code == 2 and "Cannot write the outputs to" in out.err and "Traceback" not in out.err
+
+
+def test_ctrl_c_again_while_stopping_ends_with_one_line(tmp_path: Path) -> None:
+    """Ctrl-C stops the running job; more Ctrl-C while it stops change nothing: no traceback."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    outputs = tmp_path / "out"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipelines.sagemaker.local_pipeline", "--outputs", str(outputs)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert proc.stdout is not None
+    seen = ""
+    for line in proc.stdout:  # the default data: Prepare runs for seconds
+        seen += line
+        if "Prepare (Processing): Executing" in line:
+            break
+    for pause in (0.05, 0.05, 0.5):
+        proc.send_signal(signal.SIGINT)
+        time.sleep(pause)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, seen + out + err
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1] == "interrupted"
+    record = json.loads(next(outputs.glob("*/execution.json")).read_text())
+    assert record["PipelineExecutionStatus"] == "Stopped"
