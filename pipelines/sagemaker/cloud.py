@@ -19,7 +19,6 @@ created every job's config passes the checks of a local run, and
 from __future__ import annotations
 
 import contextlib
-import csv
 import json
 import os
 import re
@@ -50,10 +49,10 @@ from conf.contract import (
     RUN_MODE,
 )
 from conf.errors import ConfigError, UserError, compose_checked, require_complete
+from steps.summary import SUMMARY_FILE, Row, exit_code, summary_table, write_csv
 
 OUTPUTS = Path("outputs/cloud")
 SWEEP_FILE = "sweep.json"
-SUMMARY_FILE = "summary.csv"
 OUTPUT_ARCHIVE = "output.tar.gz"
 FAILED_FILE = "FAILED"
 TERMINAL = ("Completed", "Failed", "Stopped")
@@ -62,8 +61,6 @@ MAX_JOB_NAME = 63
 MAX_TAGS = 50
 MAX_TAG_KEY, MAX_TAG_VALUE = 128, 256
 _TAG_CHARS = re.compile(r"[^\w.:/=+\-@ ]")
-# Columns of the sweep table and summary.csv, as a local multirun writes them.
-SUMMARY_COLUMNS = ("poisson_deviance", "d2", "gini", "baseline_poisson_deviance", "d2_ratio")
 SWEEP_TAG, OVERRIDES_TAG = "sweep-id", "overrides"
 # Each sweep a launcher ran in this process, with its exit code (for the command's exit).
 SWEEPS: list[tuple[Sweep, int]] = []
@@ -715,7 +712,7 @@ def summary(sweep: Sweep, out: TextIO | None = None) -> int:
     0: every job completed; 1: a job failed unexpectedly; 2: a job failed on a user error.
     """
     out = out or sys.stdout
-    rows: list[tuple[str, dict[str, Any]]] = []
+    rows: list[Row] = []
     for job in sweep.jobs:
         metrics_file = Path(job.folder or sweep.folder / job.name) / METRICS_FILE
         if job.status == "Completed" and metrics_file.is_file():
@@ -724,38 +721,10 @@ def summary(sweep: Sweep, out: TextIO | None = None) -> int:
             metrics = {"error": job.failure_reason or f"the job ended {job.status}"}
         rows.append((" ".join(job.overrides) or job.name, metrics))
     with open(sweep.folder / SUMMARY_FILE, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["run", "job", "status", "error", *SUMMARY_COLUMNS])
-        for job, (label, metrics) in zip(sweep.jobs, rows, strict=True):
-            test = metrics.get("test", {})
-            cells = ["" if test.get(c) is None else test[c] for c in SUMMARY_COLUMNS]
-            status = "failed" if "error" in metrics else "ok"
-            writer.writerow([label, job.name, status, metrics.get("error", ""), *cells])
+        write_csv(f, rows, [job.name for job in sweep.jobs])
     print(summary_table(rows), file=out)
     print(f"Summary: {sweep.folder / SUMMARY_FILE}", file=out, flush=True)
-    codes = [1 if str(m["error"]).startswith("Unexpected") else 2 for _, m in rows if "error" in m]
-    return max(codes, default=0)
-
-
-def summary_table(rows: list[tuple[str, dict[str, Any]]]) -> str:
-    """A plain-text table of test metrics, one row per run (status and error if any failed)."""
-    failures = any("error" in metrics for _, metrics in rows)
-    header = ["run", *(["status"] if failures else []), *SUMMARY_COLUMNS]
-    lines = [header]
-    for label, metrics in rows:
-        test = metrics.get("test", {})
-        status = ["failed" if "error" in metrics else "ok"] if failures else []
-        cells = [_cell(test.get(c)) for c in SUMMARY_COLUMNS]
-        lines.append([label, *status, *cells])
-    widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
-    text = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in lines]
-    text.insert(1, "  ".join("-" * w for w in widths))
-    errors = [f"{label}: {metrics['error']}" for label, metrics in rows if "error" in metrics]
-    return "test metrics\n" + "\n".join(text + (["errors:", *errors] if errors else []))
-
-
-def _cell(value: Any) -> str:
-    return f"{value:.6f}" if isinstance(value, (int, float)) else "-"
+    return exit_code(rows)
 
 
 # ------------------------------------------------------------------------ the command
