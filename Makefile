@@ -100,7 +100,7 @@ schedule-pipeline: env-sagemaker ## Create, update or remove (ARGS=--remove) the
 local-pipeline: env-sagemaker ## Execute the pipeline definition here, as SageMaker would (ARGS="--param QualityThreshold=0.5 pipeline=tune")
 	$(RUN) python -m pipelines.sagemaker.local_pipeline $(ARGS)
 
-cloud-run: env-sagemaker ## One run as one SageMaker training job (ARGS="model=glm_poisson", "--local ...", "-m ...", "--detach ...")
+cloud-run: env-sagemaker ## One run as one SageMaker training job (ARGS="model=glm_poisson", "--local ...", "-m ...", "--detach ...", "--logs ...")
 	$(RUN) python -m pipelines.sagemaker.cloud_cli run $(ARGS)
 
 cloud-tune: env-sagemaker ## A SageMaker tuning job of the `tuning` config; prints the best overrides (ARGS="--local ...")

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import csv
 import json
 import logging
 import os
@@ -52,11 +51,11 @@ from steps import register_schemas
 from steps.checks import check_config
 from steps.runtime import speed
 from steps.runtime.interrupt import Interrupted, exit_interrupted, signals_raise, watch_parent
+from steps.summary import SUMMARY_FILE, Row, exit_code, summary_table, write_csv
 
 log = logging.getLogger(__name__)
 # The prepare step's result: its split folders by name, once it has finished.
 PreparedSplits = Callable[[], dict[str, Path]]
-SUMMARY_COLUMNS = ("poisson_deviance", "d2", "gini", "baseline_poisson_deviance", "d2_ratio")
 FAILED_FILE = "FAILED"
 
 
@@ -125,27 +124,6 @@ def prepared_ahead(cfg: DictConfig, data_dir: Path) -> AbstractContextManager[Pr
     from steps.prepare import prepare
 
     return speed.run_ahead(prepare, cfg, data_dir)
-
-
-def summary_table(rows: list[tuple[str, dict[str, Any]]]) -> str:
-    """A plain-text table of test metrics, one row per run (status and error if any failed)."""
-    failures = any("error" in metrics for _, metrics in rows)
-    header = ["run", *(["status"] if failures else []), *SUMMARY_COLUMNS]
-    lines = [header]
-    for label, metrics in rows:
-        test = metrics.get("test", {})
-        status = ["failed" if "error" in metrics else "ok"] if failures else []
-        cells = [_cell(test.get(c)) for c in SUMMARY_COLUMNS]
-        lines.append([label, *status, *cells])
-    widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
-    text = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in lines]
-    text.insert(1, "  ".join("-" * w for w in widths))
-    errors = [f"{label}: {metrics['error']}" for label, metrics in rows if "error" in metrics]
-    return "test metrics\n" + "\n".join(text + (["errors:", *errors] if errors else []))
-
-
-def _cell(value: Any) -> str:
-    return f"{value:.6f}" if isinstance(value, (int, float)) else "-"
 
 
 # ------------------------------------------------------------------- the job wrapper
@@ -224,7 +202,7 @@ class SweepSummary(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
-        rows, codes = [], [0]
+        rows: list[Row] = []
         jobs = [p for p in sweep_dir.iterdir() if p.is_dir() and (p / ".hydra").is_dir()]
         for job in sorted(jobs, key=_job_number):
             overrides = job / ".hydra" / "overrides.yaml"
@@ -236,23 +214,16 @@ class SweepSummary(Callback):
                 failed = job / FAILED_FILE
                 reason = failed.read_text().strip() if failed.is_file() else "no metrics written"
                 metrics["error"] = reason
-                codes.append(1 if reason.startswith("Unexpected") else 2)
             rows.append((label or job.name, metrics))
-        current_run().sweep_exit = max(codes)
+        current_run().sweep_exit = exit_code(rows)
         if not rows:
             return
         from steps.runtime.io import staged_outputs
 
-        with staged_outputs(sweep_dir) as stage, open(stage / "summary.csv", "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["run", "status", "error", *SUMMARY_COLUMNS])
-            for label, metrics in rows:
-                status = "failed" if "error" in metrics else "ok"
-                test = metrics.get("test", {})
-                cells = ["" if test.get(c) is None else test[c] for c in SUMMARY_COLUMNS]
-                writer.writerow([label, status, metrics.get("error", ""), *cells])
+        with staged_outputs(sweep_dir) as stage, open(stage / SUMMARY_FILE, "w", newline="") as f:
+            write_csv(f, rows)
         print(summary_table(rows), flush=True)
-        print(f"Summary: {sweep_dir / 'summary.csv'}", flush=True)
+        print(f"Summary: {sweep_dir / SUMMARY_FILE}", flush=True)
 
 
 def _job_number(path: Path) -> int:

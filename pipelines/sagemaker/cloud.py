@@ -19,7 +19,6 @@ created every job's config passes the checks of a local run, and
 from __future__ import annotations
 
 import contextlib
-import csv
 import json
 import os
 import re
@@ -29,13 +28,13 @@ import sys
 import tarfile
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from omegaconf import DictConfig
 
@@ -50,10 +49,14 @@ from conf.contract import (
     RUN_MODE,
 )
 from conf.errors import ConfigError, UserError, compose_checked, require_complete
+from pipelines.sagemaker.progress import OBJECTIVE, Progress
+from steps.summary import SUMMARY_FILE, Row, exit_code, summary_table, write_csv
+
+if TYPE_CHECKING:
+    from pipelines.sagemaker.logs import LogStream
 
 OUTPUTS = Path("outputs/cloud")
 SWEEP_FILE = "sweep.json"
-SUMMARY_FILE = "summary.csv"
 OUTPUT_ARCHIVE = "output.tar.gz"
 FAILED_FILE = "FAILED"
 TERMINAL = ("Completed", "Failed", "Stopped")
@@ -62,8 +65,6 @@ MAX_JOB_NAME = 63
 MAX_TAGS = 50
 MAX_TAG_KEY, MAX_TAG_VALUE = 128, 256
 _TAG_CHARS = re.compile(r"[^\w.:/=+\-@ ]")
-# Columns of the sweep table and summary.csv, as a local multirun writes them.
-SUMMARY_COLUMNS = ("poisson_deviance", "d2", "gini", "baseline_poisson_deviance", "d2_ratio")
 SWEEP_TAG, OVERRIDES_TAG = "sweep-id", "overrides"
 # Each sweep a launcher ran in this process, with its exit code (for the command's exit).
 SWEEPS: list[tuple[Sweep, int]] = []
@@ -234,9 +235,10 @@ def local_overrides(cfg: DictConfig) -> list[str]:
 
 
 def metric_definitions() -> list[dict[str, str]]:
-    """The metric lines training prints, as the pipeline's training step declares them."""
+    """The metric lines a whole run prints: training's (as the pipeline's training step
+    declares them) and the test objective the progress table shows."""
     out = []
-    for name in METRIC_NAMES:
+    for name in (*METRIC_NAMES, OBJECTIVE):
         split, metric = name.split(":", 1)
         out.append({"Name": name, "Regex": METRIC_REGEX.format(split=split, name=metric)})
     return out
@@ -540,39 +542,59 @@ def run_jobs(
     backend: Backend,
     *,
     max_parallel: int = 4,
+    caps: Mapping[str, int] | None = None,
     poll_seconds: float = 15.0,
     detach: bool = False,
+    follow: LogStream | None = None,
     out: TextIO | None = None,
 ) -> Sweep:
     """Start the jobs (at most ``max_parallel`` at a time), follow them and fetch their outputs.
 
-    One line per status change. SIGINT or SIGTERM stops every job started (their
-    names are listed) and raises ``Interrupted``. With ``detach`` every job is
-    started and left running (``launch`` refuses more jobs than ``max_parallel``).
+    ``caps``: at most that many jobs at a time per training quota (``quotas.training_quota``
+    of the request); the others wait for a free slot. On a terminal the jobs are a live
+    table, elsewhere one line per status change (``progress``); ``follow``: a job's log,
+    printed as it comes. SIGINT or SIGTERM stops every job started (their names are
+    listed) and raises ``Interrupted``. With ``detach`` every job is started and left
+    running (``launch`` refuses more jobs than may run at once).
     """
-    out = out or sys.stdout
+    from pipelines.sagemaker.logs import following
+    from pipelines.sagemaker.quotas import training_quota
+
     sweep = planned.sweep
+    progress = Progress(out or sys.stdout, [job.name for job in sweep.jobs])
     pending = list(zip(sweep.jobs, planned.requests, strict=True))
-    running: list[Job] = []
+    running: dict[str, str] = {}  # job name -> its training quota
+    jobs = {job.name: job for job in sweep.jobs}
     started: list[Job] = []
-    seen: dict[str, str] = {}
-    with signals_raise():
+    caps = caps or {}
+
+    def next_job() -> tuple[Job, dict[str, Any]] | None:
+        if len(running) >= max(1, max_parallel):
+            return None
+        for item in pending:
+            quota = training_quota(item[1])
+            if quota not in caps or sum(q == quota for q in running.values()) < caps[quota]:
+                return item
+        return None
+
+    with signals_raise(), following(follow, progress.message):
         try:
             while pending or running:
-                while pending and len(running) < max(1, max_parallel):
-                    job, request = pending.pop(0)
+                while (item := next_job()) is not None:
+                    pending.remove(item)
+                    job, request = item
                     started.append(job)
                     backend.start(request)
-                    running.append(job)
-                    _update(job, backend.describe(job.name), seen, out)
+                    running[job.name] = training_quota(request)
+                    _update(job, backend.describe(job.name), progress)
                     sweep.save()
                 if detach:
                     return sweep
-                for job in list(running):
-                    described = backend.describe(job.name)
-                    _update(job, described, seen, out)
+                for name in list(running):
+                    job = jobs[name]
+                    _update(job, backend.describe(name), progress)
                     if job.status in TERMINAL:
-                        running.remove(job)
+                        del running[name]
                         fetch_job(sweep, job, backend)
                         sweep.save()
                 if running:
@@ -586,21 +608,15 @@ def run_jobs(
             sweep.save()
             names = ", ".join(j.name for j in stopped) or "none"
             why = "interrupted" if isinstance(err, Interrupted) else "failed"
-            print(f"{why}: stopping {len(stopped)} job(s): {names}", file=out, flush=True)
+            progress.message(f"{why}: stopping {len(stopped)} job(s): {names}")
             raise
     return sweep
 
 
-def _update(job: Job, described: dict[str, Any], seen: dict[str, str], out: TextIO) -> None:
-    """Record the job's status; one line when it changed since ``seen``."""
-    status = str(described.get("TrainingJobStatus", "Unknown"))
-    secondary = str(described.get("SecondaryStatus", ""))
-    label = f"{status} ({secondary})" if secondary and secondary != status else status
-    if label != seen.get(job.name):
-        reason = f": {described['FailureReason']}" if described.get("FailureReason") else ""
-        print(f"{job.name}  {label}{reason}", file=out, flush=True)
-        seen[job.name] = label
-    job.status = status
+def _update(job: Job, described: dict[str, Any], progress: Progress) -> None:
+    """Record the job's status and show it (``progress``: the table, or a line if it changed)."""
+    progress.update(job.name, described)
+    job.status = str(described.get("TrainingJobStatus", "Unknown"))
     job.failure_reason = str(described.get("FailureReason", ""))
 
 
@@ -715,7 +731,7 @@ def summary(sweep: Sweep, out: TextIO | None = None) -> int:
     0: every job completed; 1: a job failed unexpectedly; 2: a job failed on a user error.
     """
     out = out or sys.stdout
-    rows: list[tuple[str, dict[str, Any]]] = []
+    rows: list[Row] = []
     for job in sweep.jobs:
         metrics_file = Path(job.folder or sweep.folder / job.name) / METRICS_FILE
         if job.status == "Completed" and metrics_file.is_file():
@@ -724,38 +740,10 @@ def summary(sweep: Sweep, out: TextIO | None = None) -> int:
             metrics = {"error": job.failure_reason or f"the job ended {job.status}"}
         rows.append((" ".join(job.overrides) or job.name, metrics))
     with open(sweep.folder / SUMMARY_FILE, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["run", "job", "status", "error", *SUMMARY_COLUMNS])
-        for job, (label, metrics) in zip(sweep.jobs, rows, strict=True):
-            test = metrics.get("test", {})
-            cells = ["" if test.get(c) is None else test[c] for c in SUMMARY_COLUMNS]
-            status = "failed" if "error" in metrics else "ok"
-            writer.writerow([label, job.name, status, metrics.get("error", ""), *cells])
+        write_csv(f, rows, [job.name for job in sweep.jobs])
     print(summary_table(rows), file=out)
     print(f"Summary: {sweep.folder / SUMMARY_FILE}", file=out, flush=True)
-    codes = [1 if str(m["error"]).startswith("Unexpected") else 2 for _, m in rows if "error" in m]
-    return max(codes, default=0)
-
-
-def summary_table(rows: list[tuple[str, dict[str, Any]]]) -> str:
-    """A plain-text table of test metrics, one row per run (status and error if any failed)."""
-    failures = any("error" in metrics for _, metrics in rows)
-    header = ["run", *(["status"] if failures else []), *SUMMARY_COLUMNS]
-    lines = [header]
-    for label, metrics in rows:
-        test = metrics.get("test", {})
-        status = ["failed" if "error" in metrics else "ok"] if failures else []
-        cells = [_cell(test.get(c)) for c in SUMMARY_COLUMNS]
-        lines.append([label, *status, *cells])
-    widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
-    text = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in lines]
-    text.insert(1, "  ".join("-" * w for w in widths))
-    errors = [f"{label}: {metrics['error']}" for label, metrics in rows if "error" in metrics]
-    return "test metrics\n" + "\n".join(text + (["errors:", *errors] if errors else []))
-
-
-def _cell(value: Any) -> str:
-    return f"{value:.6f}" if isinstance(value, (int, float)) else "-"
+    return exit_code(rows)
 
 
 # ------------------------------------------------------------------------ the command
@@ -766,16 +754,27 @@ def launch(
     *,
     local: bool = False,
     detach: bool = False,
+    logs: bool = False,
     max_parallel: int = 4,
     poll_seconds: float = 15.0,
     backend_factory: Callable[[Planned], Backend] | None = None,
+    quota_client: Any = None,
     out: TextIO | None = None,
     sweep_id: str | None = None,
 ) -> Sweep:
-    """Check every job, write ``sweep.json``, start the jobs and (unless detached) fetch them."""
+    """Check every job, write ``sweep.json``, start the jobs and (unless detached) fetch them.
+
+    In SageMaker the account's training quotas cap how many jobs run at once
+    (``quotas.cloud_run_caps``, read with ``quota_client``: None, the session's);
+    ``logs`` prints the one job's log as it comes.
+    """
     out = out or sys.stdout
     if local and detach:
         raise UserError("--detach needs SageMaker: a --local job runs here until it ends.")
+    if logs and (detach or len(jobs) != 1):
+        raise UserError(
+            "--logs follows the log of one job until it ends: leave out -m and --detach."
+        )
     if detach and len(jobs) > max(1, max_parallel):
         raise UserError(
             f"--detach starts every job at once, and {len(jobs)} jobs exceed "
@@ -784,12 +783,20 @@ def launch(
         )
     with tempfile.TemporaryDirectory(prefix="cloud-run-") as tmp:
         planned = plan(jobs, Path(tmp), local=local, sweep_id=sweep_id)
+        caps: dict[str, int] = {}
+        if not local:
+            from pipelines.sagemaker import quotas
+            from pipelines.sagemaker.session import session
+
+            client = quota_client or session(planned.region).client("service-quotas")
+            caps = quotas.cloud_run_caps(client, planned.requests, max_parallel, detach=detach)
         if backend_factory is not None:
             backend = backend_factory(planned)
         elif local:
             backend = LocalBackend()
         else:
             backend = AwsBackend(planned.region)
+        follow = _log_stream(planned, backend) if logs else None
         start_sweep(planned, backend)
         where = "here (executor)" if local else f"in SageMaker ({planned.region})"
         print(
@@ -802,7 +809,21 @@ def launch(
             planned,
             backend,
             max_parallel=max_parallel,
+            caps=caps,
             poll_seconds=poll_seconds,
             detach=detach,
+            follow=follow,
             out=out,
         )
+
+
+def _log_stream(planned: Planned, backend: Backend) -> LogStream:
+    """The log of the sweep's one job: the executor's log file here, else CloudWatch."""
+    from pipelines.sagemaker import logs
+
+    name = planned.sweep.jobs[0].name
+    if isinstance(backend, LocalBackend):
+        return logs.local_log(backend.outputs, name)
+    from pipelines.sagemaker.session import session
+
+    return logs.CloudWatchLog(session(planned.region).client("logs"), name)

@@ -1,13 +1,14 @@
 """``make cloud-run``, ``make cloud-status`` and ``make cloud-fetch``: runs as SageMaker jobs.
 
-    python -m pipelines.sagemaker.cloud_cli run [--local] [--detach] [-m] [OVERRIDES...]
+    python -m pipelines.sagemaker.cloud_cli run [--local] [--detach | --logs] [-m] [OVERRIDES...]
     python -m pipelines.sagemaker.cloud_cli status SWEEP_ID
     python -m pipelines.sagemaker.cloud_cli fetch SWEEP_ID
 
 ``run`` runs the config of the overrides as one training job (``cloud.launch``);
 with ``-m`` each job of the sweep is one training job, fanned out by the Hydra
 launcher ``hydra/launcher=sagemaker``. ``--local`` sends the very same requests
-to the executor here; ``--detach`` starts the jobs and prints the sweep id.
+to the executor here; ``--detach`` starts the jobs and prints the sweep id;
+``--logs`` (one job) prints the job's log as it comes.
 ``status`` lists a sweep's jobs as SageMaker reports them; ``fetch`` downloads
 the outputs of its finished jobs into ``outputs/cloud/<sweep id>/<job>/`` and
 writes the summary. Exit codes: 0, 1 (a job failed unexpectedly), 2 (a user
@@ -41,6 +42,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     run = commands.add_parser("run", help="run a config (or a -m sweep) as training jobs")
     run.add_argument("--local", action="store_true", help="run the requests here (executor)")
     run.add_argument("--detach", action="store_true", help="start the jobs and return")
+    run.add_argument("--logs", action="store_true", help="print the job's log as it comes")
     run.add_argument("-m", "--multirun", action="store_true", help="one job per sweep job")
     run.add_argument("--poll", type=float, default=15.0, help="seconds between status checks")
     run.add_argument("--max-parallel", type=int, default=4, help="jobs running at a time")
@@ -63,11 +65,14 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
 def cmd_run(args: argparse.Namespace) -> int:
     if args.multirun:
+        if args.logs:
+            raise UserError("--logs follows the log of one job: it cannot go with -m (a sweep).")
         return multirun(args)
     sweep = cloud.launch(
         [args.overrides],
         local=args.local,
         detach=args.detach,
+        logs=args.logs,
         max_parallel=args.max_parallel,
         poll_seconds=args.poll,
     )

@@ -11,7 +11,7 @@ the default (``ListAWSDefaultServiceQuotas``). SageMaker names its quotas
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -139,3 +139,75 @@ def check_definition(client: Any, definition: Mapping[str, Any], values: Mapping
         return
     for warning in check(wanted, quotas):
         print(f"warning: {warning}", file=sys.stderr)
+
+
+# ------------------------------------------------------- cloud runs: jobs at a time
+
+WARM_POOL = "training warm pool"
+
+
+def training_quota(request: Mapping[str, Any]) -> str:
+    """The quota a CreateTrainingJob request's instances count against."""
+    usage = SPOT_TRAINING if request.get("EnableManagedSpotTraining") else TRAINING
+    return quota_name(str(request["ResourceConfig"]["InstanceType"]), usage)
+
+
+def cloud_run_caps(
+    client: Any, requests: Sequence[Mapping[str, Any]], max_parallel: int, *, detach: bool = False
+) -> dict[str, int]:
+    """How many of a sweep's training jobs may run at once, per quota below ``max_parallel``.
+
+    A quota of 0 refuses the sweep, as does a warm pool quota of 0 for jobs that ask
+    for a warm pool (``KeepAlivePeriodInSeconds``; a new account has 0). A quota
+    below ``max_parallel`` caps the jobs on it, with one warning line (``detach``,
+    which starts every job at once, is refused instead). Unreadable quotas: a
+    warning, and no cap.
+    """
+    counts: dict[str, int] = {}
+    per_job: dict[str, int] = {}
+    warm: dict[str, str] = {}
+    for request in requests:
+        name, resources = training_quota(request), request["ResourceConfig"]
+        counts[name] = counts.get(name, 0) + 1
+        per_job[name] = int(resources.get("InstanceCount") or 1)
+        if int(resources.get("KeepAlivePeriodInSeconds") or 0) > 0:
+            warm[quota_name(str(resources["InstanceType"]), WARM_POOL)] = name
+    quotas = read(client, {*counts, *warm})
+    if quotas is None:
+        return {}
+    for name in counts:
+        if name in quotas and quotas[name] < per_job[name]:
+            raise ConfigError(
+                f"The account's quota '{name}' is {quotas[name]:g}: no such training job can "
+                "start. Request an increase in Service Quotas (Amazon SageMaker), or choose "
+                "another sagemaker.training_instance_type."
+            )
+    for name in warm:
+        if quotas.get(name) == 0:
+            raise ConfigError(
+                f"sagemaker.keep_alive_seconds asks for a warm pool, but the account's quota "
+                f"'{name}' is 0 (a new account's default): request an increase in Service "
+                "Quotas (Amazon SageMaker), or set sagemaker.keep_alive_seconds=0."
+            )
+    caps = {}
+    for name, count in counts.items():
+        if name not in quotas:
+            continue
+        cap = int(quotas[name] // per_job[name])
+        if cap >= min(count, max(1, max_parallel)):
+            continue
+        if detach:
+            raise ConfigError(
+                f"--detach starts every job at once, but the account's quota '{name}' lets "
+                f"{cap} of its {count} jobs run at a time: follow the sweep (no --detach) so "
+                "that jobs start as others end, or request an increase in Service Quotas."
+            )
+        caps[name] = cap
+        print(
+            f"warning: the account's quota '{name}' is {quotas[name]:g}: {cap} of its {count} "
+            f"jobs run at a time (not hydra.launcher.max_parallel_jobs={max_parallel}); the "
+            "others wait for a free slot.",
+            file=sys.stderr,
+            flush=True,
+        )
+    return caps
