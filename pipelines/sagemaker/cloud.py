@@ -50,6 +50,7 @@ from conf.contract import (
     RUN_MODE,
 )
 from conf.errors import ConfigError, UserError, compose_checked, require_complete
+from pipelines.sagemaker.s3 import download_prefix, upload_folder
 
 OUTPUTS = Path("outputs/cloud")
 SWEEP_FILE = "sweep.json"
@@ -440,9 +441,7 @@ class AwsBackend(Backend):
         self.sm, self.s3 = sm_client, s3_client
 
     def upload(self, folder: Path, uri: str) -> None:
-        bucket, _, prefix = uri.removeprefix("s3://").partition("/")
-        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-            self.s3.upload_file(str(path), bucket, prefix + path.relative_to(folder).as_posix())
+        upload_folder(self.s3, folder, uri)
 
     def start(self, request: dict[str, Any]) -> None:
         from botocore.exceptions import ClientError
@@ -653,20 +652,6 @@ def replay_request(described: dict[str, Any], name: str) -> dict[str, Any]:
     algorithm.pop("EnableSageMakerMetricsTimeSeries", None)
     request.get("ResourceConfig", {}).pop("KeepAlivePeriodInSeconds", None)
     return request
-
-
-def download_prefix(s3: Any, uri: str, folder: Path) -> int:
-    """Every object under the S3 prefix ``uri`` into ``folder``; how many."""
-    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
-    count = 0
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        for item in page.get("Contents", []):
-            relative = item["Key"][len(prefix) :].lstrip("/") or Path(item["Key"]).name
-            target = folder / relative
-            target.parent.mkdir(parents=True, exist_ok=True)
-            s3.download_file(bucket, item["Key"], str(target))
-            count += 1
-    return count
 
 
 def replay(name: str, backend: AwsBackend, scratch: Path, out: TextIO | None = None) -> Any:
