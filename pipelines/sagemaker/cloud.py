@@ -50,7 +50,7 @@ from conf.contract import (
     RUN_MODE,
 )
 from conf.errors import ConfigError, UserError, compose_checked, require_complete
-from pipelines.sagemaker.s3 import download_prefix, upload_folder
+from pipelines.sagemaker.s3 import upload_folder
 
 OUTPUTS = Path("outputs/cloud")
 SWEEP_FILE = "sweep.json"
@@ -624,62 +624,6 @@ def fetch_job(sweep: Sweep, job: Job, backend: Backend) -> None:
             target.mkdir(parents=True, exist_ok=True)
             with tarfile.open(local) as tar:
                 extract_safely(tar, target)
-
-
-# ---------------------------------------------------------------------------- replay
-
-# The CreateTrainingJob fields a DescribeTrainingJob response gives back as they were sent.
-REPLAYED_FIELDS = (
-    "RoleArn",
-    "AlgorithmSpecification",
-    "HyperParameters",
-    "InputDataConfig",
-    "OutputDataConfig",
-    "ResourceConfig",
-    "StoppingCondition",
-    "Environment",
-    "VpcConfig",
-    "EnableManagedSpotTraining",
-    "CheckpointConfig",
-)
-
-
-def replay_request(described: dict[str, Any], name: str) -> dict[str, Any]:
-    """The CreateTrainingJob request of a described job, renamed ``name``."""
-    request = {k: described[k] for k in REPLAYED_FIELDS if described.get(k) is not None}
-    request["TrainingJobName"] = name
-    algorithm = request.get("AlgorithmSpecification", {})
-    algorithm.pop("EnableSageMakerMetricsTimeSeries", None)
-    request.get("ResourceConfig", {}).pop("KeepAlivePeriodInSeconds", None)
-    return request
-
-
-def replay(name: str, backend: AwsBackend, scratch: Path, out: TextIO | None = None) -> Any:
-    """Describe the training job ``name``, fetch its inputs and run its request here.
-
-    Returns the executor's ``JobRun`` (its folder holds the request, the log and /opt/ml).
-    """
-    from botocore.exceptions import ClientError
-
-    from executor import Options, run_job
-    from pipelines.sagemaker.local_pipeline import project_images
-
-    out = out or sys.stdout
-    try:
-        described = backend.describe(name)
-    except ClientError as err:
-        raise UserError(f"Cannot describe the training job {name!r}: {err}") from None
-    request = replay_request(described, f"replay-{name}"[:MAX_JOB_NAME].rstrip("-"))
-    uploads: dict[str, Path] = {}
-    for channel in request.get("InputDataConfig", []):
-        uri = channel["DataSource"]["S3DataSource"]["S3Uri"]
-        folder = scratch / channel["ChannelName"]
-        count = download_prefix(backend.s3, uri, folder)
-        print(f"{channel['ChannelName']}: {count} file(s) from {uri}", file=out, flush=True)
-        uploads[uri] = folder
-    image = request["AlgorithmSpecification"]["TrainingImage"]
-    options = Options(uploads=uploads)
-    return run_job("CreateTrainingJob", request, project_images(image), options)
 
 
 # --------------------------------------------------------------------------- summary
