@@ -198,6 +198,12 @@ def cmd_tune(args: argparse.Namespace) -> int:
                 f"model '{cfg.model.name}' has no search space (tuning.parameters is empty): "
                 "tune a model with one (e.g. model=hgb_poisson)."
             )
+        if args.local and cfg.tuning.warm_start_from:
+            raise ConfigError(
+                "tuning.warm_start_from: a warm start reads its parent tuning jobs' results in "
+                "SageMaker, and a tuning job here starts cold. Set tuning.warm_start_from=[] "
+                "to tune here."
+            )
         name = f"tune-{planned.sweep.sweep_id}"
         request = cloud_tuning.tuning_request(cfg, name, training, training["Tags"])
         cloud.check_request(request, "CreateHyperParameterTuningJob")
