@@ -306,7 +306,7 @@ def replay(
     a local image instead of the job's, e.g. the one ``make build-image`` built);
     without one, the image runs as a process of this checkout.
     """
-    from executor import OUTPUTS, Options, run_job
+    from executor import OUTPUTS, ExecutorError, Options, RequestRefused, run_job
     from pipelines.sagemaker.local_pipeline import check_engine, project_images
 
     out = out or sys.stdout
@@ -325,7 +325,10 @@ def replay(
     uploads = download(kind, request, s3, scratch, out)
     options = Options(outputs=outputs or OUTPUTS, engine=engine, uploads=uploads)
     images = None if engine is not None else project_images(kind.image(request))
-    run = run_job(kind.create, request, images, options)
+    try:
+        run = run_job(kind.create, request, images, options)
+    except (ExecutorError, RequestRefused) as err:  # accepted in the cloud, refused here
+        raise UserError(f"The {kind.create} request of {name} does not run here: {err}") from None
     return Replayed(kind, described, run)
 
 

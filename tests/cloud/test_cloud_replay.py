@@ -198,6 +198,29 @@ def test_a_bad_replay_command_is_one_line_and_exit_2(
     assert err.count("\n") == 1
 
 
+def test_a_request_the_executor_refuses_is_one_line(tmp_path: Path) -> None:
+    described = {
+        "TrainingJobName": "a",
+        "TrainingJobArn": JOB_ARN.format("training-job", "a"),
+        "TrainingJobStatus": "Failed",
+        "SecondaryStatus": "Failed",
+        "ModelArtifacts": {"S3ModelArtifacts": f"s3://{BUCKET}/none"},
+        "CreationTime": WHEN,
+        "RoleArn": ROLE,
+        "AlgorithmSpecification": {"TrainingImage": IMAGE, "TrainingInputMode": "File"},
+        "HyperParameters": {"x": "y" * 300},  # the service's prose says 256 at most
+        "OutputDataConfig": {"S3OutputPath": f"s3://{BUCKET}/out"},
+        "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 1},
+        "StoppingCondition": {"MaxRuntimeInSeconds": 60},
+    }
+    sm = sagemaker()
+    with Stubber(sm) as stubber:
+        stubber.add_response("describe_training_job", described)
+        with pytest.raises(UserError, match="CreateTrainingJob request of a does not run here"):
+            replay.replay(sm, boto3.client("s3", region_name=REGION), "a", tmp_path)
+    assert not Path("outputs/pipelines/jobs/replay-a").exists()
+
+
 # ------------------------------------------------------------------------ jobs run here
 
 
