@@ -25,10 +25,14 @@ import functools
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
+from conf.contract import JOB
 from conf.errors import UserError
 from pipelines.sagemaker.s3 import download_prefix
+
+if TYPE_CHECKING:
+    from executor import ContainerEngine, JobRun
 
 MAX_JOB_NAME = 63
 PREFIX = "replay-"
@@ -48,27 +52,26 @@ class Kind:
     name_field: str
     status_field: str
     metadata: str
+    # Where the request names its image: (structure, field).
+    image_field: tuple[str, str]
 
     def image(self, request: dict[str, Any]) -> str:
         """The image the request runs."""
-        if self.create == "CreateTrainingJob":
-            return str(request["AlgorithmSpecification"]["TrainingImage"])
-        return str(request["AppSpecification"]["ImageUri"])
+        where, field = self.image_field
+        return str(request[where][field])
 
     def set_image(self, request: dict[str, Any], image: str) -> None:
-        if self.create == "CreateTrainingJob":
-            request["AlgorithmSpecification"]["TrainingImage"] = image
-        else:
-            request["AppSpecification"]["ImageUri"] = image
+        where, field = self.image_field
+        request[where][field] = image
 
 
 TRAINING = Kind(
     "training", "CreateTrainingJob", "DescribeTrainingJob", "TrainingJobName",
-    "TrainingJobStatus", "TrainingJob",
+    "TrainingJobStatus", "TrainingJob", ("AlgorithmSpecification", "TrainingImage"),
 )  # fmt: skip
 PROCESSING = Kind(
     "processing", "CreateProcessingJob", "DescribeProcessingJob", "ProcessingJobName",
-    "ProcessingJobStatus", "ProcessingJob",
+    "ProcessingJobStatus", "ProcessingJob", ("AppSpecification", "ImageUri"),
 )  # fmt: skip
 KINDS = (TRAINING, PROCESSING)
 
@@ -128,7 +131,7 @@ def inputs(kind: Kind, request: dict[str, Any]) -> list[Input]:
             source = channel.get("DataSource", {}).get("S3DataSource")
             name = str(channel["ChannelName"])
             _check_source(name, source)
-            found.append(Input(name, source["S3Uri"], f"/opt/ml/input/data/{name}"))
+            found.append(Input(name, source["S3Uri"], str(JOB.channel(name))))
     else:
         for item in request.get("ProcessingInputs", []):
             source = item.get("S3Input")
@@ -263,7 +266,7 @@ class Replayed:
 
     kind: Kind
     cloud: dict[str, Any]
-    run: Any
+    run: JobRun
 
 
 def download(
@@ -295,9 +298,8 @@ def replay(
     name: str,
     scratch: Path,
     *,
-    engine: Any = None,
+    engine: ContainerEngine | None = None,
     image: str | None = None,
-    outputs: Path | None = None,
     out: TextIO | None = None,
 ) -> Replayed:
     """Describe the job ``name``, download its inputs and run its request here.
@@ -306,7 +308,7 @@ def replay(
     a local image instead of the job's, e.g. the one ``make build-image`` built);
     without one, the image runs as a process of this checkout.
     """
-    from executor import OUTPUTS, ExecutorError, Options, RequestRefused, run_job
+    from executor import ExecutorError, Options, RequestRefused, run_job
     from pipelines.sagemaker.local_pipeline import check_engine, project_images
 
     out = out or sys.stdout
@@ -323,7 +325,7 @@ def replay(
     if engine is not None:
         check_engine(engine, kind.image(request), hint=_image_hint(kind.image(request)))
     uploads = download(kind, request, s3, scratch, out)
-    options = Options(outputs=outputs or OUTPUTS, engine=engine, uploads=uploads)
+    options = Options(engine=engine, uploads=uploads)
     images = None if engine is not None else project_images(kind.image(request))
     try:
         run = run_job(kind.create, request, images, options)
