@@ -106,7 +106,7 @@ cloud-run: env-sagemaker ## One run as one SageMaker training job (ARGS="model=g
 cloud-tune: env-sagemaker ## A SageMaker tuning job of the `tuning` config; prints the best overrides (ARGS="--local ...")
 	$(RUN) python -m pipelines.sagemaker.cloud_cli tune $(ARGS)
 
-replay: env-sagemaker ## Run a SageMaker training job's request, inputs and config channel here (ARGS="<job name>")
+replay: env-sagemaker ## Run a SageMaker training or processing job here, inputs and all (ARGS="<job name>" or "<execution ARN> <step>"; --container podman)
 	$(RUN) python -m pipelines.sagemaker.cloud_cli replay $(ARGS)
 
 cloud-status: env-sagemaker ## The jobs of a cloud sweep and their status (ARGS="<sweep id>")

@@ -118,7 +118,9 @@ class JobRun:
     ``describe``: the Describe* response's shape (DescribeProcessingJob, DescribeTrainingJob
     or DescribeHyperParameterTuningJob). ``local``: what the executor adds (``Log``,
     ``LostFiles``: files written outside the declared folders; a tuning job's
-    ``TrainingJobs``). ``folder``: the job's folder (``request.json``, ``log.txt``, ``opt_ml``).
+    ``TrainingJobs``, ``CompletionCriterion`` when its target was reached and
+    ``NotEmulated``: settings that change the service's run, not this one's).
+    ``folder``: the job's folder (``request.json``, ``log.txt``, ``opt_ml``).
     ``signal``: the signal (SIGINT or SIGTERM) that stopped it, if one did.
     """
 

@@ -59,5 +59,5 @@ def _run(runner: Runner, kind: str, name: str, request: dict[str, Any]) -> dict[
         tuned = exc.properties
     tuned["HyperParameterTuningJobArn"] = runner.arn("hyper-parameter-tuning-job", name)
     jobs = {s["TrainingJobName"]: s.pop("_local", {}) for s in tuned["TrainingJobSummaries"]}
-    tuned["_local"] = {"TrainingJobs": jobs}
+    tuned["_local"] = {**tuned.get("_local", {}), "TrainingJobs": jobs}
     return tuned

@@ -249,6 +249,11 @@ def _training(request: Mapping[str, Any], found: list[str]) -> None:
 def _tuning(request: Mapping[str, Any], found: list[str]) -> None:
     for field, job in service_rules.training_definitions(request):
         _training_definition(job, "StaticHyperParameters", found, field)
+    if request.get("WarmStartConfig"):
+        found.append(
+            "WarmStartConfig: a warm start reads its parent tuning jobs' results on the "
+            "service; tuning jobs here start cold (leave it out to run locally)"
+        )
     definition = request.get("TrainingJobDefinition")
     if not definition:
         found.append("only tuning jobs with one TrainingJobDefinition run locally")

@@ -6,6 +6,12 @@ Random samples each range by its scaling type; Bayesian uses optuna's TPE sample
 failed; the tuning job fails only when none succeeds. ``TrainingJobSummaries`` is
 ordered best first, so ``TrainingJobSummaries[0]`` is the best job, as the SDK's
 ``get_top_model_s3_uri`` expects.
+
+The completion criterion ``TargetObjectiveMetricValue`` is honoured: once a completed
+training job's objective reaches it, no further training job starts and the tuning
+job is Completed, with ``TuningJobCompletionDetails``. Early stopping of training
+jobs (``TrainingJobEarlyStoppingType: Auto``) and the other completion criteria are
+not emulated: one warning line, and ``NotEmulated`` in what the executor records.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import math
 import os
 import random
 import secrets
+import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -25,6 +32,9 @@ from executor.jobs import cut, now
 
 OBJECTIVE_KEY = "_tuning_objective_metric"
 STRATEGIES = ("Bayesian", "Random", "Grid")
+# An objective that improves on the best by this share of it or less is "not improving"
+# (TuningJobCompletionDetails.NumberOfTrainingJobsObjectiveNotImproving: 1% or less).
+NOT_IMPROVING = 0.01
 
 
 class Space:
@@ -139,6 +149,11 @@ def run_tuning(
         )
     objective = config["HyperParameterTuningJobObjective"]
     metric, direction = objective["MetricName"], objective["Type"]
+    criteria = config.get("TuningJobCompletionCriteria") or {}
+    target = criteria.get("TargetObjectiveMetricValue")
+    not_emulated = _not_emulated(config)
+    for field, what in not_emulated.items():
+        print(f"warning: tuning job {name}: {field} is not emulated here: {what}", file=sys.stderr)
     limits = config.get("ResourceLimits", {})
     space = Space(config.get("ParameterRanges", {}))
     grid = space.grid() if strategy == "Grid" else None
@@ -201,8 +216,9 @@ def run_tuning(
 
     index = 0
     stopped = False
+    reached: dict[str, Any] | None = None
     with ThreadPoolExecutor(max_workers=parallel) as pool:
-        while index < max_jobs and not stopped:
+        while index < max_jobs and not stopped and reached is None:
             batch = min(parallel, max_jobs - index)
             trials, futures = [], []
             for _ in range(batch):
@@ -227,6 +243,8 @@ def run_tuning(
                     final = summary.get("FinalHyperParameterTuningJobObjectiveMetric")
                     state = None if final else optuna.trial.TrialState.FAIL
                     study.tell(trials[i], final["Value"] if final else None, state=state)
+            if target is not None:
+                reached = next((x for x in summaries if _reaches(x, target, direction)), None)
     if stopped:
         raise StepStopped(f"Tuning job {name} was stopped.")
     ok = [s for s in summaries if s["ObjectiveStatus"] == "Succeeded"]
@@ -247,6 +265,20 @@ def run_tuning(
         "ObjectiveStatusCounters": {"Succeeded": len(ok), "Failed": len(failed)},
         "TrainingJobSummaries": ok + failed,
     }
+    local: dict[str, Any] = {}
+    if not_emulated:
+        local["NotEmulated"] = not_emulated
+    if criteria:
+        props["TuningJobCompletionDetails"] = {
+            "NumberOfTrainingJobsObjectiveNotImproving": _not_improving(summaries, direction)
+        }
+    if reached is not None:
+        value = reached["FinalHyperParameterTuningJobObjectiveMetric"]["Value"]
+        local["CompletionCriterion"] = (
+            f"TargetObjectiveMetricValue {target} reached by {reached['TrainingJobName']} "
+            f"({metric}={value}) after {len(summaries)} of {max_jobs} training jobs"
+        )
+    props["_local"] = local
     if not ok:
         reasons = "; ".join(f"{s['TrainingJobName']}: {s['FailureReason']}" for s in failed[:3])
         props["HyperParameterTuningJobStatus"] = "Failed"
@@ -255,3 +287,41 @@ def run_tuning(
     props["HyperParameterTuningJobStatus"] = "Completed"
     props["BestTrainingJob"] = ok[0]
     return props
+
+
+def _not_emulated(config: dict[str, Any]) -> dict[str, str]:
+    """The settings of a tuning job config that change the service's run and not this one."""
+    out = {}
+    if config.get("TrainingJobEarlyStoppingType", "Off") == "Auto":
+        out["TrainingJobEarlyStoppingType"] = "Auto: every training job runs to its end"
+    criteria = config.get("TuningJobCompletionCriteria") or {}
+    if criteria.get("BestObjectiveNotImproving"):
+        out["BestObjectiveNotImproving"] = "the search runs on while the best does not improve"
+    if (criteria.get("ConvergenceDetected") or {}).get("CompleteOnConvergence") == "Enabled":
+        out["ConvergenceDetected"] = "no convergence is detected"
+    return out
+
+
+def _reaches(summary: dict[str, Any], target: float, direction: str) -> bool:
+    """Whether a training job's final objective reaches ``target`` (Minimize: at most it)."""
+    final = summary.get("FinalHyperParameterTuningJobObjectiveMetric")
+    if not final:
+        return False
+    value = float(final["Value"])
+    return value <= float(target) if direction == "Minimize" else value >= float(target)
+
+
+def _not_improving(summaries: list[dict[str, Any]], direction: str) -> int:
+    """Completed training jobs, in launch order, since the best last improved by over 1%."""
+    sign = 1 if direction == "Minimize" else -1
+    best, count = None, 0
+    for summary in sorted(summaries, key=lambda s: s["TrainingJobName"]):
+        final = summary.get("FinalHyperParameterTuningJobObjectiveMetric")
+        if not final:
+            continue
+        value = sign * float(final["Value"])
+        if best is None or best - value > NOT_IMPROVING * abs(best):
+            best, count = value, 0
+        else:
+            count += 1
+    return count

@@ -3,7 +3,11 @@
 The search space, objective and budget are the same ``tuning`` config the
 SageMaker tuning step reads. Data are prepared once; each trial trains on the
 train split and is scored on the validation split; the best trial's model is
-evaluated on the test split.
+evaluated on the test split. ``tuning.target_objective`` is the completion
+criterion, as in SageMaker: once a trial's objective reaches it (Minimize: at
+most it), no further trial starts. Early stopping of trials
+(``tuning.early_stopping: Auto``) is not emulated (a warning says so) and a warm
+start (``tuning.warm_start_from``) is refused: it reads SageMaker tuning jobs.
 """
 
 from __future__ import annotations
@@ -53,6 +57,23 @@ def sampler(tuning: DictConfig) -> optuna.samplers.BaseSampler:
     raise ConfigError(f"tuning.strategy='{tuning.strategy}': use Bayesian or Random.")
 
 
+def check_local_tuning(cfg: DictConfig) -> None:
+    """``check_tuning``, and no warm start: its parents are SageMaker tuning jobs."""
+    check_tuning(cfg)
+    if cfg.tuning.warm_start_from:
+        parents = ", ".join(str(p) for p in cfg.tuning.warm_start_from)
+        raise ConfigError(
+            f"tuning.warm_start_from=[{parents}]: a warm start reads its parent tuning jobs' "
+            "results in SageMaker; local tuning starts cold. Set tuning.warm_start_from=[] "
+            "(or tune with `make cloud-tune`)."
+        )
+
+
+def reaches(value: float, target: float, objective_type: str) -> bool:
+    """Whether an objective value reaches the completion criterion (Minimize: at most it)."""
+    return value <= target if objective_type == "Minimize" else value >= target
+
+
 def with_params(cfg: DictConfig, params: dict[str, Any]) -> DictConfig:
     """A copy of ``cfg`` with ``model.<name>`` set for each tuned parameter."""
     trial_cfg = cfg.copy()
@@ -75,8 +96,12 @@ def tune(cfg: DictConfig, out: Path) -> dict[str, Any]:
 
     require_complete(cfg)
     check_config(cfg)
-    check_tuning(cfg)
+    check_local_tuning(cfg)
     tuning = cfg.tuning
+    if tuning.early_stopping == "Auto":
+        log.warning(
+            "tuning.early_stopping=Auto is not emulated locally: every trial trains to its end"
+        )
     splits = prepare(cfg, out / "data")
     errors: dict[int, BaseException] = {}
 
@@ -103,12 +128,23 @@ def tune(cfg: DictConfig, out: Path) -> dict[str, Any]:
     study = optuna.create_study(direction=tuning.objective_type.lower(), sampler=sampler(tuning))
     # Failed trials are reported once, by this module, without optuna's traceback.
     optuna.logging.set_verbosity(optuna.logging.ERROR)
+    reached: list[optuna.trial.FrozenTrial] = []
+
+    def completion(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        """Stop the study once a trial reaches ``tuning.target_objective`` (running ones end)."""
+        target, value = tuning.target_objective, trial.value
+        if target is None or value is None or trial.state != TrialState.COMPLETE:
+            return
+        if reaches(value, float(target), tuning.objective_type):
+            reached.append(trial)
+            study.stop()
+
     study.optimize(
         objective,
         n_trials=tuning.max_jobs,
         n_jobs=tuning.max_parallel_jobs,
         catch=(Exception,),
-        callbacks=[_log_trial],
+        callbacks=[_log_trial, completion],
     )
     trials = sorted(study.trials, key=lambda t: t.number)
     with staged_outputs(out) as stage, open(stage / "trials.csv", "w", newline="") as f:
@@ -140,6 +176,13 @@ def tune(cfg: DictConfig, out: Path) -> dict[str, Any]:
     failed = len(trials) - len(completed)
     if failed:
         print(f"{failed} of {len(trials)} trials failed (see trials.csv)", flush=True)
+    if reached:
+        hit = min(reached, key=lambda t: t.number)
+        print(
+            f"tuning.target_objective={tuning.target_objective} reached by trial "
+            f"{hit.number}: stopped after {len(trials)} of {tuning.max_jobs} trials",
+            flush=True,
+        )
     print(f"best trial {best.number}: {tuning.objective_metric}={best.value:.6f}", flush=True)
     print(f"best overrides: {' '.join(overrides)}", flush=True)
     print(summary_table([(f"trial {best.number}", metrics)]), flush=True)
@@ -162,7 +205,7 @@ def hydra_main(cfg: DictConfig, out: Path) -> float:
 
 def main() -> None:
     """``python -m pipelines.local.tune [overrides]``."""
-    speed.exit_now(launch(hydra_main, extra_check=check_tuning))
+    speed.exit_now(launch(hydra_main, extra_check=check_local_tuning))
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from omegaconf import DictConfig
 from conf.channel import digest, write_channel
 from conf.errors import ConfigError
 from pipelines.sagemaker import ecr, quotas
+from pipelines.sagemaker.s3 import download_prefix, upload_folder
 from pipelines.sagemaker.session import session
 
 TERMINAL = {"Succeeded", "Failed", "Stopped"}
@@ -87,15 +88,8 @@ def write_config_channel(cfg: DictConfig, overrides: list[str], folder: Path) ->
 
 def download_channel(s3: Any, uri: str, folder: Path) -> int:
     """Download the config channel at ``uri`` into ``folder``; a clear error if it is gone."""
-    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
-    count = 0
     try:
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-            for item in page.get("Contents", []):
-                target = folder / item["Key"][len(prefix) :].lstrip("/")
-                target.parent.mkdir(parents=True, exist_ok=True)
-                s3.download_file(bucket, item["Key"], str(target))
-                count += 1
+        count = download_prefix(s3, uri, folder)
     except ClientError as err:
         raise ConfigError(f"Cannot read the pipeline's config channel at {uri}: {err}") from None
     if not count:
@@ -108,12 +102,7 @@ def download_channel(s3: Any, uri: str, folder: Path) -> int:
 
 def upload_channel(s3: Any, folder: Path, uri: str) -> int:
     """Upload the channel folder under ``uri`` (content-addressed: existing keys are equal)."""
-    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
-    count = 0
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        s3.upload_file(str(path), bucket, prefix + path.relative_to(folder).as_posix())
-        count += 1
-    return count
+    return upload_folder(s3, folder, uri)
 
 
 # ------------------------------------------------------------------------------ upsert

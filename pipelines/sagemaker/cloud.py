@@ -50,6 +50,7 @@ from conf.contract import (
 )
 from conf.errors import ConfigError, UserError, compose_checked, require_complete
 from pipelines.sagemaker.progress import OBJECTIVE, Progress
+from pipelines.sagemaker.s3 import upload_folder
 from steps.summary import SUMMARY_FILE, Row, exit_code, summary_table, write_csv
 
 if TYPE_CHECKING:
@@ -442,9 +443,7 @@ class AwsBackend(Backend):
         self.sm, self.s3 = sm_client, s3_client
 
     def upload(self, folder: Path, uri: str) -> None:
-        bucket, _, prefix = uri.removeprefix("s3://").partition("/")
-        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-            self.s3.upload_file(str(path), bucket, prefix + path.relative_to(folder).as_posix())
+        upload_folder(self.s3, folder, uri)
 
     def start(self, request: dict[str, Any]) -> None:
         from botocore.exceptions import ClientError
@@ -641,76 +640,6 @@ def fetch_job(sweep: Sweep, job: Job, backend: Backend) -> None:
             target.mkdir(parents=True, exist_ok=True)
             with tarfile.open(local) as tar:
                 extract_safely(tar, target)
-
-
-# ---------------------------------------------------------------------------- replay
-
-# The CreateTrainingJob fields a DescribeTrainingJob response gives back as they were sent.
-REPLAYED_FIELDS = (
-    "RoleArn",
-    "AlgorithmSpecification",
-    "HyperParameters",
-    "InputDataConfig",
-    "OutputDataConfig",
-    "ResourceConfig",
-    "StoppingCondition",
-    "Environment",
-    "VpcConfig",
-    "EnableManagedSpotTraining",
-    "CheckpointConfig",
-)
-
-
-def replay_request(described: dict[str, Any], name: str) -> dict[str, Any]:
-    """The CreateTrainingJob request of a described job, renamed ``name``."""
-    request = {k: described[k] for k in REPLAYED_FIELDS if described.get(k) is not None}
-    request["TrainingJobName"] = name
-    algorithm = request.get("AlgorithmSpecification", {})
-    algorithm.pop("EnableSageMakerMetricsTimeSeries", None)
-    request.get("ResourceConfig", {}).pop("KeepAlivePeriodInSeconds", None)
-    return request
-
-
-def download_prefix(s3: Any, uri: str, folder: Path) -> int:
-    """Every object under the S3 prefix ``uri`` into ``folder``; how many."""
-    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
-    count = 0
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        for item in page.get("Contents", []):
-            relative = item["Key"][len(prefix) :].lstrip("/") or Path(item["Key"]).name
-            target = folder / relative
-            target.parent.mkdir(parents=True, exist_ok=True)
-            s3.download_file(bucket, item["Key"], str(target))
-            count += 1
-    return count
-
-
-def replay(name: str, backend: AwsBackend, scratch: Path, out: TextIO | None = None) -> Any:
-    """Describe the training job ``name``, fetch its inputs and run its request here.
-
-    Returns the executor's ``JobRun`` (its folder holds the request, the log and /opt/ml).
-    """
-    from botocore.exceptions import ClientError
-
-    from executor import Options, run_job
-    from pipelines.sagemaker.local_pipeline import project_images
-
-    out = out or sys.stdout
-    try:
-        described = backend.describe(name)
-    except ClientError as err:
-        raise UserError(f"Cannot describe the training job {name!r}: {err}") from None
-    request = replay_request(described, f"replay-{name}"[:MAX_JOB_NAME].rstrip("-"))
-    uploads: dict[str, Path] = {}
-    for channel in request.get("InputDataConfig", []):
-        uri = channel["DataSource"]["S3DataSource"]["S3Uri"]
-        folder = scratch / channel["ChannelName"]
-        count = download_prefix(backend.s3, uri, folder)
-        print(f"{channel['ChannelName']}: {count} file(s) from {uri}", file=out, flush=True)
-        uploads[uri] = folder
-    image = request["AlgorithmSpecification"]["TrainingImage"]
-    options = Options(uploads=uploads)
-    return run_job("CreateTrainingJob", request, project_images(image), options)
 
 
 # --------------------------------------------------------------------------- summary

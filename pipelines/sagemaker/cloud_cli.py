@@ -49,8 +49,20 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     tune = commands.add_parser("tune", help="a standalone tuning job of the `tuning` config")
     tune.add_argument("--local", action="store_true", help="run the request here (executor)")
     tune.add_argument("--poll", type=float, default=30.0, help="seconds between status checks")
-    replay = commands.add_parser("replay", help="run a SageMaker training job's request here")
-    replay.add_argument("job_name")
+    replay = commands.add_parser(
+        "replay", help="run a SageMaker training or processing job (or a pipeline step's) here"
+    )
+    replay.add_argument("job", help="a job's name, or a pipeline execution's ARN")
+    replay.add_argument("step", nargs="?", help="the step's name (with an execution's ARN)")
+    replay.add_argument("--container", choices=("docker", "podman", "finch"), default=None)
+    replay.add_argument(
+        "--container-flag",
+        action="append",
+        default=[],
+        metavar="FLAG",
+        help="extra flag for `<engine> run` (repeatable; write --container-flag=--runtime)",
+    )
+    replay.add_argument("--image", help="with --container: run this local image instead")
     for name in ("status", "fetch"):
         command = commands.add_parser(name)
         command.add_argument("sweep_id")
@@ -191,6 +203,12 @@ def cmd_tune(args: argparse.Namespace) -> int:
                 f"model '{cfg.model.name}' has no search space (tuning.parameters is empty): "
                 "tune a model with one (e.g. model=hgb_poisson)."
             )
+        if args.local and cfg.tuning.warm_start_from:
+            raise ConfigError(
+                "tuning.warm_start_from: a warm start reads its parent tuning jobs' results in "
+                "SageMaker, and a tuning job here starts cold. Set tuning.warm_start_from=[] "
+                "to tune here."
+            )
         name = f"tune-{planned.sweep.sweep_id}"
         request = cloud_tuning.tuning_request(cfg, name, training, training["Tags"])
         cloud.check_request(request, "CreateHyperParameterTuningJob")
@@ -227,18 +245,42 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    """``make replay``: a cloud training job's request, inputs and config channel, run here."""
+    """``make replay``: a cloud job (or a pipeline step's job) with its inputs, run here."""
     import tempfile
     from pathlib import Path
 
     from conf.errors import compose_checked
-    from pipelines.sagemaker.session import region
+    from executor import ContainerEngine
+    from pipelines.sagemaker import replay
+    from pipelines.sagemaker.session import region, session
 
-    backend = cloud.AwsBackend(region(compose_checked([])))
+    if args.overrides:
+        raise UserError(
+            f"replay takes a job name, or a pipeline execution ARN and a step name; "
+            f"not also {' '.join(args.overrides)!r}."
+        )
+    is_execution = ":pipeline/" in args.job and "/execution/" in args.job
+    if is_execution and not args.step:
+        raise UserError(
+            f"{args.job} is a pipeline execution: name the step to replay too "
+            f'(make replay ARGS="{args.job} <step name>").'
+        )
+    if args.step and not is_execution:
+        raise UserError(
+            f"{args.job!r} is not a pipeline execution ARN "
+            "(arn:aws:sagemaker:<region>:<account>:pipeline/<name>/execution/<id>)."
+        )
+    boto = session(replay.region_of(args.job) or region(compose_checked([])))
+    sm = boto.client("sagemaker")
+    name = replay.step_job(sm, args.job, args.step) if args.step else replay.job_name(args.job)
+    engine = ContainerEngine(args.container, tuple(args.container_flag)) if args.container else None
     with tempfile.TemporaryDirectory(prefix="replay-") as tmp:
-        run = cloud.replay(args.job_name, backend, Path(tmp))
+        done = replay.replay(
+            sm, boto.client("s3"), name, Path(tmp), engine=engine, image=args.image
+        )
+    run = done.run
     reason = run.describe.get("FailureReason")
-    print(f"{run.describe['TrainingJobName']}  {run.status}" + (f": {reason}" if reason else ""))
+    print(f"{run.describe[done.kind.name_field]}  {run.status}" + (f": {reason}" if reason else ""))
     print(f"Job folder (request.json, log.txt, opt_ml): {run.folder}")
     return 0 if run.status == "Completed" else 1
 

@@ -163,8 +163,15 @@ def _python_path() -> str:
     return os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
 
 
-def check_engine(engine: ContainerEngine, image: str) -> None:
-    """Refuse ``--container`` before anything runs when its engine or the image is not here."""
+def check_engine(
+    engine: ContainerEngine,
+    image: str,
+    hint: str = "Build it (`make build-image`) and pass its name as sagemaker.image_uri=<image>.",
+) -> None:
+    """Refuse ``--container`` before anything runs when its engine or the image is not here.
+
+    ``hint``: how to get the image, when it is not here.
+    """
     tool = engine.tool
     if shutil.which(tool) is None:
         raise UserError(
@@ -185,10 +192,7 @@ def check_engine(engine: ContainerEngine, image: str) -> None:
             "Start it, or run the jobs as local processes (no --container)."
         )
     if run("image", "inspect", image).returncode != 0:
-        raise UserError(
-            f"--container {tool}: the image {image} is not built here. Build it "
-            f"(`make build-image`) and pass its name as sagemaker.image_uri=<image>."
-        )
+        raise UserError(f"--container {tool}: the image {image} is not built here. {hint}")
 
 
 def execute(args: argparse.Namespace) -> int:

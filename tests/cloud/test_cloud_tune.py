@@ -88,6 +88,15 @@ def test_a_model_without_a_search_space_is_refused(capsys: pytest.CaptureFixture
     assert "no search space" in capsys.readouterr().err
 
 
+def test_a_warm_start_is_refused_here(capsys: pytest.CaptureFixture[str]) -> None:
+    assert (
+        cloud_cli.main(["tune", "--local", "model=hgb_poisson", "tuning.warm_start_from=[p1]"]) == 2
+    )
+    err = capsys.readouterr().err
+    assert err.startswith("error: tuning.warm_start_from: a warm start reads its parent")
+    assert not Path("outputs/pipelines").exists()  # refused before any job
+
+
 @pytest.mark.slow
 def test_the_pipeline_tuning_step_uses_the_same_settings(tmp_path: Path) -> None:
     from pipelines.sagemaker import cli

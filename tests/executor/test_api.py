@@ -196,6 +196,27 @@ def test_run_job_tunes_and_ranks_the_training_jobs(tmp_path: Path, numbers: Path
         assert "loss=" in Path(job["log"]).read_text()
 
 
+def test_a_tuning_job_reports_its_completion_criterion_and_what_it_does_not_emulate(
+    tmp_path: Path, numbers: Path
+) -> None:
+    request = tuning_request("tiny-tune-3")
+    config = request["HyperParameterTuningJobConfig"]
+    config["ResourceLimits"]["MaxParallelTrainingJobs"] = 1
+    config["TuningJobCompletionCriteria"] = {"TargetObjectiveMetricValue": 100.0}
+    config["TrainingJobEarlyStoppingType"] = "Auto"
+    run = run_job(
+        "CreateHyperParameterTuningJob", request, support.tiny_images(), options(tmp_path, numbers)
+    )
+    assert run.status == "Completed" == run.describe["HyperParameterTuningJobStatus"]
+    assert len(run.describe["TrainingJobSummaries"]) == 1  # x=1 (loss 10) reached the target
+    assert run.describe["TuningJobCompletionDetails"] == {
+        "NumberOfTrainingJobsObjectiveNotImproving": 0
+    }
+    assert "TargetObjectiveMetricValue 100.0 reached" in run.local["CompletionCriterion"]
+    assert set(run.local["NotEmulated"]) == {"TrainingJobEarlyStoppingType"}
+    assert len(run.local["TrainingJobs"]) == 1
+
+
 def test_a_tuning_job_whose_training_jobs_all_fail_is_described(
     tmp_path: Path, numbers: Path
 ) -> None:

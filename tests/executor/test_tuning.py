@@ -153,3 +153,97 @@ def test_step_table_rows(tmp_path: Path) -> None:
     out = io.StringIO()
     LiveTable(out)(rec)
     assert "B (Fail): Failed after 0.0 s: too high" in out.getvalue()
+
+
+# ------------------------------------------------ completion criterion and early stopping
+
+
+def target_request(target: float, direction: str = "Minimize", parallel: int = 1) -> dict:
+    req = request("Random", RANGES, jobs=6, parallel=parallel)
+    config = req["HyperParameterTuningJobConfig"]
+    config["HyperParameterTuningJobObjective"]["Type"] = direction
+    config["TuningJobCompletionCriteria"] = {"TargetObjectiveMetricValue": target}
+    return req
+
+
+@pytest.mark.parametrize(("direction", "target"), [("Minimize", 1e9), ("Maximize", -1e9)])
+def test_a_target_the_first_job_reaches_ends_the_search_after_it(
+    direction: str, target: float
+) -> None:
+    trainer = FakeTrainer()
+    props = run_tuning("t", target_request(target, direction), trainer, cores=2)
+    assert len(trainer.seen) == 1
+    assert props["HyperParameterTuningJobStatus"] == "Completed"
+    assert props["TrainingJobStatusCounters"] == {"Completed": 1, "Failed": 0}
+    assert props["TuningJobCompletionDetails"] == {"NumberOfTrainingJobsObjectiveNotImproving": 0}
+    best = props["BestTrainingJob"]["TrainingJobName"]
+    assert props["_local"]["CompletionCriterion"].startswith(
+        f"TargetObjectiveMetricValue {target} reached by {best} "
+    )
+    assert props["_local"]["CompletionCriterion"].endswith("after 1 of 6 training jobs")
+
+
+def test_parallel_jobs_already_running_end_before_the_search_does() -> None:
+    trainer = FakeTrainer()
+    props = run_tuning("t", target_request(1e9, parallel=2), trainer, cores=2)
+    assert len(trainer.seen) == 2 == len(props["TrainingJobSummaries"])
+
+
+def test_an_unreachable_target_runs_the_whole_budget() -> None:
+    losses = [10.0, 9.95, 9.0, 9.0, 8.99, 20.0]  # improving by over 1%: the 1st and the 3rd
+
+    def trainer(name: str, req: dict[str, Any], threads: int) -> dict[str, Any]:
+        loss = losses[int(name.rsplit("-", 2)[1]) - 1]
+        return {
+            "TrainingJobStatus": "Completed",
+            "FinalMetricDataList": [{"MetricName": "loss", "Value": loss}],
+        }
+
+    props = run_tuning("t", target_request(1.0), trainer, cores=2)
+    assert len(props["TrainingJobSummaries"]) == 6
+    assert props["HyperParameterTuningJobStatus"] == "Completed"
+    assert "CompletionCriterion" not in props["_local"]
+    # Not improving since the best last improved by over 1%: 9.0, 8.99 and 20.0.
+    assert props["TuningJobCompletionDetails"] == {"NumberOfTrainingJobsObjectiveNotImproving": 3}
+
+
+def test_early_stopping_is_not_emulated_and_says_so(capsys: pytest.CaptureFixture[str]) -> None:
+    req = request("Random", RANGES, jobs=3)
+    req["HyperParameterTuningJobConfig"]["TrainingJobEarlyStoppingType"] = "Auto"
+    trainer = FakeTrainer()
+    props = run_tuning("t", req, trainer, cores=2)
+    assert len(trainer.seen) == 3  # every training job ran to its end
+    assert set(props["_local"]["NotEmulated"]) == {"TrainingJobEarlyStoppingType"}
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert warnings == [
+        "warning: tuning job t: TrainingJobEarlyStoppingType is not emulated here: "
+        "Auto: every training job runs to its end"
+    ]
+    quiet = run_tuning("t", request("Random", RANGES, jobs=1), FakeTrainer(), cores=2)
+    assert "NotEmulated" not in quiet["_local"] and "TuningJobCompletionDetails" not in quiet
+    assert capsys.readouterr().err == ""
+
+
+def test_a_warm_start_is_refused_before_any_job() -> None:
+    from executor.rules import problems
+
+    req = {
+        "HyperParameterTuningJobName": "t",
+        **request("Random", RANGES),
+        "WarmStartConfig": {
+            "ParentHyperParameterTuningJobs": [{"HyperParameterTuningJobName": "p1"}],
+            "WarmStartType": "IdenticalDataAndAlgorithm",
+        },
+    }
+    definition = req["TrainingJobDefinition"]
+    definition["AlgorithmSpecification"].update(TrainingImage="x", TrainingInputMode="File")
+    definition.update(
+        RoleArn="arn:aws:iam::000000000000:role/r",
+        OutputDataConfig={"S3OutputPath": "s3://bucket/out"},
+        ResourceConfig={"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 1},
+        StoppingCondition={"MaxRuntimeInSeconds": 60},
+    )
+    found = problems("Tuning", req)
+    assert len(found) == 1 and found[0].startswith("WarmStartConfig: a warm start reads")
+    del req["WarmStartConfig"]
+    assert problems("Tuning", req) == []

@@ -23,8 +23,8 @@ from conf import CONF_DIR, compose
 from conf.errors import DataError, UserError
 from pipelines.local import run as local
 from pipelines.local.run import run as run_in_process
+from pipelines.local.tune import check_local_tuning, tune
 from pipelines.local.tune import hydra_main as tune_main
-from pipelines.local.tune import tune
 from steps.checks import check_tuning
 from steps.runtime.interrupt import Interrupted, _raise
 from steps.sources.simulate import generate
@@ -194,6 +194,17 @@ def test_preflight_checks_the_search_before_local_tuning(
     monkeypatch.chdir(tmp_path)
     err = refusal(monkeypatch, capsys, tune_main, ["tuning.max_jobs=0"], check_tuning)
     assert "tuning.max_jobs=0 must be at least 1" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_warm_start_is_refused_before_local_tuning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    argv = ["model=glm_poisson", "tuning.warm_start_from=[tune-1]"]
+    err = refusal(monkeypatch, capsys, tune_main, argv, check_local_tuning)
+    assert err.startswith("error: tuning.warm_start_from=[tune-1]: a warm start reads")
+    assert err.count("\n") == 1
     assert list(tmp_path.iterdir()) == []
 
 
