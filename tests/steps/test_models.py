@@ -134,3 +134,25 @@ def test_features_keep_ready_columns_and_convert_the_others() -> None:
     assert list(x["codes"].cat.categories) == ["1", "2"]
     assert x["number"].dtype == float
     assert list(x.columns) == ["ready", "codes", "number"]
+
+
+def test_default_boosting_stays_sane_on_heavily_duplicated_rows() -> None:
+    """200,000 rows resampled from 2,000: many identical rows, many leaves without claims.
+
+    Without an L2 penalty a leaf's Newton step can divide by its tiny predicted
+    claims; the defaults must keep predictions and deviance finite and sensible.
+    """
+    from steps.sources.simulate import generate
+
+    cfg = compose(["data.n_rows=20000"])
+    few = generate(2000, 5)
+    rows = few.sample(200_000, replace=True, random_state=1).reset_index(drop=True)
+    train, validation, test = rows[:140_000], rows[140_000:170_000], rows[170_000:]
+    fitted = fit(cfg.model, cfg.data, train, validation)
+    predicted = fitted.model.predict(test)
+    exposure, claims = test["Exposure"].to_numpy(), test["ClaimNb"].to_numpy()
+    model = scores(claims, exposure, predicted)["poisson_deviance"]
+    constant = np.full(len(test), claims.sum() / exposure.sum())
+    baseline = scores(claims, exposure, constant)["poisson_deviance"]
+    assert np.isfinite(model) and model < baseline
+    assert 0.5 < (predicted * exposure).sum() / claims.sum() < 2.0
