@@ -4,7 +4,7 @@ No ``from __future__ import annotations`` here: Hydra's plugin scan executes thi
 module outside ``sys.modules``, where a dataclass cannot resolve string annotations.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from hydra.core.config_store import ConfigStore
 
@@ -24,6 +24,10 @@ class SageMakerLauncherConf:
     poll_seconds: float = 15.0
     # The sweep's id (null: a new one); `make cloud-run` sets it with hydra.sweep.dir.
     sweep_id: str | None = None
+    # With local: run each job in the built image with this engine (docker, podman, finch).
+    container: str | None = None
+    # Extra flags for `<engine> run`.
+    container_flags: list[str] = field(default_factory=list)
 
 
 ConfigStore.instance().store(

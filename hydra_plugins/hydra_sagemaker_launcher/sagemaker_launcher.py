@@ -31,12 +31,16 @@ class SageMakerLauncher(Launcher):
         detach: bool = False,
         poll_seconds: float = 15.0,
         sweep_id: str | None = None,
+        container: str | None = None,
+        container_flags: Sequence[str] = (),
     ) -> None:
         self.max_parallel_jobs = max_parallel_jobs
         self.local = local
         self.detach = detach
         self.poll_seconds = poll_seconds
         self.sweep_id = sweep_id
+        self.container = container
+        self.container_flags = list(container_flags)
         self.config: DictConfig | None = None
 
     def setup(
@@ -56,6 +60,7 @@ class SageMakerLauncher(Launcher):
             max_parallel=self.max_parallel_jobs,
             poll_seconds=self.poll_seconds,
             sweep_id=self.sweep_id,
+            container=cloud.Container(self.container, self.container_flags),
         )
         code = 0
         if self.detach:

@@ -54,6 +54,7 @@ from pipelines.sagemaker.s3 import upload_folder
 from steps.summary import SUMMARY_FILE, Row, exit_code, summary_table, write_csv
 
 if TYPE_CHECKING:
+    from executor import ContainerEngine
     from pipelines.sagemaker.logs import LogStream
 
 OUTPUTS = Path("outputs/cloud")
@@ -480,10 +481,11 @@ class AwsBackend(Backend):
 class LocalBackend(Backend):
     """The executor: each request run here by ``executor.run_job``, outputs in its store."""
 
-    def __init__(self, outputs: Path | None = None) -> None:
+    def __init__(self, outputs: Path | None = None, engine: ContainerEngine | None = None) -> None:
         from executor import OUTPUTS as EXECUTOR_OUTPUTS
 
         self.outputs = Path(outputs or EXECUTOR_OUTPUTS).resolve()
+        self.engine = engine
         self.uploads: dict[str, Path] = {}
         self.results: dict[str, dict[str, Any]] = {}
 
@@ -508,7 +510,7 @@ class LocalBackend(Backend):
         from pipelines.sagemaker.local_pipeline import project_images
 
         spec = request.get("TrainingJobDefinition", request)["AlgorithmSpecification"]
-        options = Options(outputs=self.outputs, uploads=dict(self.uploads))
+        options = Options(outputs=self.outputs, uploads=dict(self.uploads), engine=self.engine)
         run = run_job(operation, request, project_images(spec["TrainingImage"]), options)
         reason = str(run.describe.get("FailureReason", ""))
         if run.status == "Stopped" and not reason.startswith("MaxRuntimeExceeded"):
@@ -633,13 +635,34 @@ def fetch_job(sweep: Sweep, job: Job, backend: Backend) -> None:
     archives = {MODEL_ARCHIVE: folder / "model", OUTPUT_ARCHIVE: folder}
     from steps.runtime.io import extract_safely
 
+    missing = []
     with tempfile.TemporaryDirectory(prefix="fetch-") as tmp:
         for archive, target in archives.items():
             local = Path(tmp) / archive
-            backend.download(f"{base}/{archive}", local)
+            if not _downloaded(backend, f"{base}/{archive}", local):
+                missing.append(archive)
+                continue
             target.mkdir(parents=True, exist_ok=True)
             with tarfile.open(local) as tar:
                 extract_safely(tar, target)
+    if missing:
+        job.failure_reason = f"the job completed without {' and '.join(missing)} in {base}/"
+        (folder / FAILED_FILE).write_text(job.failure_reason + "\n")
+
+
+def _downloaded(backend: Backend, uri: str, target: Path) -> bool:
+    """Download ``uri``; False when there is no such object."""
+    from botocore.exceptions import ClientError
+
+    try:
+        backend.download(uri, target)
+    except FileNotFoundError:
+        return False
+    except ClientError as err:
+        if err.response.get("Error", {}).get("Code") in ("404", "NoSuchKey"):
+            return False
+        raise
+    return True
 
 
 # --------------------------------------------------------------------------- summary
@@ -690,6 +713,7 @@ def launch(
     quota_client: Any = None,
     out: TextIO | None = None,
     sweep_id: str | None = None,
+    container: Container | None = None,
 ) -> Sweep:
     """Check every job, write ``sweep.json``, start the jobs and (unless detached) fetch them.
 
@@ -698,6 +722,8 @@ def launch(
     ``logs`` prints the one job's log as it comes.
     """
     out = out or sys.stdout
+    if container and container.tool and not local:
+        raise UserError(f"--container {container.tool} runs the jobs on this machine: add --local.")
     if local and detach:
         raise UserError("--detach needs SageMaker: a --local job runs here until it ends.")
     if logs and (detach or len(jobs) != 1):
@@ -721,10 +747,8 @@ def launch(
             caps = quotas.cloud_run_caps(client, planned.requests, max_parallel, detach=detach)
         if backend_factory is not None:
             backend = backend_factory(planned)
-        elif local:
-            backend = LocalBackend()
         else:
-            backend = AwsBackend(planned.region)
+            backend = backend_for(planned, local=local, container=container)
         follow = _log_stream(planned, backend) if logs else None
         start_sweep(planned, backend)
         where = "here (executor)" if local else f"in SageMaker ({planned.region})"
@@ -744,6 +768,36 @@ def launch(
             follow=follow,
             out=out,
         )
+
+
+@dataclass
+class Container:
+    """``--container`` and its ``--container-flag``s: run ``--local`` jobs in the built image."""
+
+    tool: str | None = None
+    flags: Sequence[str] = ()
+
+
+def backend_for(planned: Planned, *, local: bool, container: Container | None = None) -> Backend:
+    """SageMaker, or the executor here (as processes, or in the image with ``container``).
+
+    ``container`` is refused without ``local``; its engine and the jobs' image are
+    checked before anything runs.
+    """
+    tool = container.tool if container else None
+    if not local:
+        if tool:
+            raise UserError(f"--container {tool} runs the jobs on this machine: add --local.")
+        return AwsBackend(planned.region)
+    if not tool or container is None:
+        return LocalBackend()
+    from executor import ContainerEngine
+    from pipelines.sagemaker.local_pipeline import check_engine
+
+    engine = ContainerEngine(tool, tuple(container.flags))
+    for image in sorted({str(c.sagemaker.image_uri) for c in planned.configs}):
+        check_engine(engine, image)
+    return LocalBackend(engine=engine)
 
 
 def _log_stream(planned: Planned, backend: Backend) -> LogStream:

@@ -34,6 +34,9 @@ CLOUD_SWEEP = [
 ]
 
 
+ENGINES = ("docker", "podman", "finch")
+
+
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m pipelines.sagemaker.cloud_cli", description=__doc__.split("\n")[0]
@@ -54,14 +57,20 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     )
     replay.add_argument("job", help="a job's name, or a pipeline execution's ARN")
     replay.add_argument("step", nargs="?", help="the step's name (with an execution's ARN)")
-    replay.add_argument("--container", choices=("docker", "podman", "finch"), default=None)
-    replay.add_argument(
-        "--container-flag",
-        action="append",
-        default=[],
-        metavar="FLAG",
-        help="extra flag for `<engine> run` (repeatable; write --container-flag=--runtime)",
-    )
+    for command in (run, tune, replay):
+        command.add_argument(
+            "--container",
+            choices=ENGINES,
+            default=None,
+            help="run the job(s) here in the built image (with --local for run and tune)",
+        )
+        command.add_argument(
+            "--container-flag",
+            action="append",
+            default=[],
+            metavar="FLAG",
+            help="extra flag for `<engine> run` (repeatable; write --container-flag=--runtime)",
+        )
     replay.add_argument("--image", help="with --container: run this local image instead")
     for name in ("status", "fetch"):
         command = commands.add_parser(name)
@@ -87,6 +96,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         logs=args.logs,
         max_parallel=args.max_parallel,
         poll_seconds=args.poll,
+        container=cloud.Container(args.container, args.container_flag),
     )
     return finish(sweep, args.detach)
 
@@ -120,6 +130,12 @@ def multirun(args: argparse.Namespace) -> int:
         f"hydra.launcher.detach={str(args.detach).lower()}",
         f"hydra.launcher.poll_seconds={args.poll}",
     ]
+    if args.container:
+        flags = ",".join(repr(flag) for flag in args.container_flag)
+        launcher += [
+            f"hydra.launcher.container={args.container}",
+            f"hydra.launcher.container_flags=[{flags}]",
+        ]
     if args.max_parallel != 4:
         launcher.append(f"hydra.launcher.max_parallel_jobs={args.max_parallel}")
     GlobalHydra.instance().clear()
@@ -195,6 +211,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from conf.errors import ConfigError
     from pipelines.sagemaker import cloud_tuning
 
+    if args.container and not args.local:
+        raise UserError(f"--container {args.container} runs the jobs on this machine: add --local.")
     with tempfile.TemporaryDirectory(prefix="cloud-tune-") as tmp:
         planned = cloud.plan([args.overrides], Path(tmp), local=args.local)
         cfg, training = planned.configs[0], planned.requests[0]
@@ -212,7 +230,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
         name = f"tune-{planned.sweep.sweep_id}"
         request = cloud_tuning.tuning_request(cfg, name, training, training["Tags"])
         cloud.check_request(request, "CreateHyperParameterTuningJob")
-        backend = cloud.LocalBackend() if args.local else cloud.AwsBackend(planned.region)
+        container = cloud.Container(args.container, args.container_flag)
+        backend = cloud.backend_for(planned, local=args.local, container=container)
         backend.upload(planned.channels[0], planned.sweep.jobs[0].channel_uri)
         print(f"Tuning job {name} ({'here' if args.local else planned.region})", flush=True)
         status, seen = "", ""

@@ -263,3 +263,40 @@ def test_a_refused_job_stops_the_jobs_already_started(tmp_path: Path) -> None:
         cloud.launch(jobs, poll_seconds=0.01, backend_factory=lambda p: backend, out=out)
     assert backend.stopped == backend.started
     assert "failed: stopping 2 job(s)" in out.getvalue()
+
+
+# ------------------------------------------------------------------ --local in the image
+
+
+def test_container_needs_local_and_is_refused_in_one_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for command in ("run", "tune"):
+        assert cloud_cli.main([command, "--container", "podman", *ACCOUNT]) == 2
+        err = capsys.readouterr().err
+        assert err == "error: --container podman runs the jobs on this machine: add --local.\n"
+
+
+def test_local_jobs_run_in_the_image_the_config_names(
+    in_tmp: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A podman stand-in: the image is checked first, then each job is one ``podman run``."""
+    from tests.cloud.test_cloud_replay import LOCAL_IMAGE, standin_engine
+
+    log = in_tmp / "runs.log"
+    standin_engine(in_tmp / "bin", log)
+    monkeypatch.setenv("PATH", f"{in_tmp / 'bin'}:{os.environ['PATH']}")
+    flags = ["--container", "podman", "--container-flag=--ulimit", "--container-flag=nproc=9"]
+    assert cloud_cli.main(["run", "--local", *flags, "data.n_rows=3000"]) == 2
+    assert "the image claim-frequency:local is not built here" in capsys.readouterr().err
+    assert not log.exists()  # refused before anything ran
+    image = f"sagemaker.image_uri={LOCAL_IMAGE}"
+    code = cloud_cli.main(["run", "--local", *flags, "-m", image, "data.n_rows=3000,4000"])
+    # The stand-in writes nothing: each job completes without its outputs, which the
+    # summary says instead of ending in a traceback.
+    assert code == 2
+    assert capsys.readouterr().out.count("the job completed without output.tar.gz") == 2
+    runs = log.read_text().splitlines()
+    assert len(runs) == 2
+    assert all(r.startswith("run ") and r.endswith(f" {LOCAL_IMAGE} train") for r in runs)
+    assert all(" --ulimit nproc=9 " in r for r in runs)
