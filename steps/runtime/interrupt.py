@@ -26,6 +26,7 @@ from typing import NoReturn
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _watching = False
+_received: int | None = None  # the signal ``interrupt`` raised for, in this process
 
 
 class Interrupted(BaseException):
@@ -50,8 +51,10 @@ def _raise(signum: int, frame: FrameType | None) -> None:
 
 def interrupt(signum: int) -> NoReturn:
     """Raise ``Interrupted``; later signals are ignored while the first one is cleaned up."""
+    global _received
     for sig in SIGNALS:
         signal.signal(sig, signal.SIG_IGN)
+    _received = signum
     raise Interrupted(signum)
 
 
@@ -60,17 +63,27 @@ def signals_raise() -> Iterator[None]:
     """Within the block, SIGINT and SIGTERM raise ``Interrupted`` (main thread only).
 
     When the block ends by ``Interrupted`` the signals stay ignored: the process is
-    ending, and a second Ctrl-C must not break its cleanup with a traceback.
+    ending, and a second Ctrl-C must not break its cleanup with a traceback. A
+    signal whose ``Interrupted`` came out as another error (raised inside a
+    module's initialisation, or wrapped by a library) still ends the block as
+    ``Interrupted``.
     """
+    global _received
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    _received = None
     previous = {sig: signal.signal(sig, _raise) for sig in SIGNALS}
     try:
         yield
     except Interrupted:
         previous = dict.fromkeys(SIGNALS, signal.SIG_IGN)
         raise
+    except BaseException as err:
+        if _received is None:
+            raise
+        previous = dict.fromkeys(SIGNALS, signal.SIG_IGN)
+        raise Interrupted(_received) from err
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -1,0 +1,39 @@
+"""``steps.runtime.interrupt.signals_raise``: a signal always ends the block as ``Interrupted``."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+from steps.runtime.interrupt import Interrupted, signals_raise
+
+
+def _wait_for_signal() -> None:
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(5)  # the handler raises long before
+
+
+def test_a_signal_wrapped_in_another_error_still_ends_as_interrupted() -> None:
+    """As when the signal arrives inside a module's initialisation, which reports another error."""
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        with pytest.raises(Interrupted) as caught, signals_raise():
+            try:
+                _wait_for_signal()
+            except BaseException as err:
+                raise SystemError("initialization of _module raised unreported exception") from err
+        assert caught.value.exit_code == 130
+        # The process is ending: later signals are ignored, so they cannot break its cleanup.
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def test_other_errors_pass_and_the_handlers_come_back() -> None:
+    previous = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(ValueError), signals_raise():
+        raise ValueError("not a signal")
+    assert signal.getsignal(signal.SIGTERM) is previous
