@@ -18,11 +18,11 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
-from typing import NoReturn
+from typing import Any, NoReturn
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _watching = False
@@ -66,7 +66,8 @@ def signals_raise() -> Iterator[None]:
     ending, and a second Ctrl-C must not break its cleanup with a traceback. A
     signal whose ``Interrupted`` came out as another error (raised inside a
     module's initialisation, or wrapped by a library) still ends the block as
-    ``Interrupted``.
+    ``Interrupted``; one raised where Python cannot raise is delivered again
+    (``_redeliver``).
     """
     global _received
     if threading.current_thread() is not threading.main_thread():
@@ -74,6 +75,7 @@ def signals_raise() -> Iterator[None]:
         return
     _received = None
     previous = {sig: signal.signal(sig, _raise) for sig in SIGNALS}
+    previous_hook, sys.unraisablehook = sys.unraisablehook, _redeliver(sys.unraisablehook)
     try:
         yield
     except Interrupted:
@@ -85,8 +87,32 @@ def signals_raise() -> Iterator[None]:
         previous = dict.fromkeys(SIGNALS, signal.SIG_IGN)
         raise Interrupted(_received) from err
     finally:
+        sys.unraisablehook = previous_hook
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _redeliver(hook: Callable[[Any], object]) -> Callable[[Any], object]:
+    """``hook``, except for an ``Interrupted`` that Python could not raise: it comes again.
+
+    A signal handler runs wherever the main thread is, sometimes in a callback
+    whose exceptions Python only reports (the import system's module-lock weakref
+    callback, a ``__del__``). That ``Interrupted`` would be printed and lost; the
+    signal is sent again a moment later instead, when the main thread is back in
+    ordinary code.
+    """
+
+    def redeliver(unraisable: Any) -> None:
+        if not isinstance(unraisable.exc_value, Interrupted):
+            hook(unraisable)
+            return
+        for sig in SIGNALS:
+            signal.signal(sig, _raise)
+        resend = threading.Timer(0.01, os.kill, (os.getpid(), unraisable.exc_value.signum))
+        resend.daemon = True
+        resend.start()
+
+    return redeliver
 
 
 def stop_workers(timeout: float = 5.0) -> None:

@@ -9,7 +9,6 @@ import json
 import os
 import select
 import struct
-import tarfile
 import termios
 import threading
 import time
@@ -24,26 +23,13 @@ from botocore.stub import Stubber
 from conf.errors import ConfigError
 from pipelines.sagemaker import cloud, cloud_cli, logs, progress
 from pipelines.sagemaker.progress import OBJECTIVE
+from tests.cloud.support import ACCOUNT, BUCKET, IMAGE, archive, quota_client
 
-ROLE = "arn:aws:iam::123456789012:role/sagemaker"
-BUCKET = "claims-data"
-IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/claim-frequency:abc"
-ACCOUNT = [
-    f"sagemaker.role_arn={ROLE}",
-    f"sagemaker.bucket={BUCKET}",
-    f"sagemaker.image_uri={IMAGE}",
-]
+pytestmark = pytest.mark.usefixtures("in_tmp")
 SWEEP = "20260101-000000-abcd"
 TRAINING_QUOTA = "ml.m5.xlarge for training job usage"
 WARM_POOL_QUOTA = "ml.m5.xlarge for training warm pool usage"
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture(autouse=True)
-def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Outputs (outputs/cloud, the executor's store) under a fresh folder."""
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
 
 
 def job_name(index: int) -> str:
@@ -97,37 +83,6 @@ def completed(name: str, deviance: float = 0.312345) -> dict[str, Any]:
             {"MetricName": "test:poisson_deviance", "Value": deviance, "Timestamp": T0},
         ],
     )
-
-
-def quota_client(applied: dict[str, float], defaults: dict[str, float] | None = None) -> Any:
-    """A Service Quotas client answering from scripted pages (the local endpoint lacks it)."""
-    client = boto3.client("service-quotas", region_name="us-east-1")
-    stub = Stubber(client)
-
-    def page(values: dict[str, float]) -> dict[str, Any]:
-        return {
-            "Quotas": [
-                {"ServiceCode": "sagemaker", "QuotaName": n, "QuotaCode": f"L-{i:08d}", "Value": v}
-                for i, (n, v) in enumerate(values.items())
-            ]
-        }
-
-    stub.add_response("list_service_quotas", page(applied), {"ServiceCode": "sagemaker"})
-    stub.add_response(
-        "list_aws_default_service_quotas", page(defaults or {}), {"ServiceCode": "sagemaker"}
-    )
-    stub.activate()
-    return client
-
-
-def archive(files: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
 
 
 METRICS = {"test": {"poisson_deviance": 0.31, "d2": 0.1}}

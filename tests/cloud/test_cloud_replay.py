@@ -22,28 +22,14 @@ from conf.contract import ENTRYPOINT, PREPARE, SPLITS
 from conf.errors import UserError
 from pipelines.sagemaker import cloud, cloud_cli, replay
 from pipelines.sagemaker.s3 import upload_folder
+from tests.cloud.support import ACCOUNT, BUCKET, IMAGE, REGION, ROLE
 
-ROLE = "arn:aws:iam::123456789012:role/sagemaker"
-BUCKET = "claims-data"
-IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/claim-frequency:abc"
-ACCOUNT = [
-    f"sagemaker.role_arn={ROLE}",
-    f"sagemaker.bucket={BUCKET}",
-    f"sagemaker.image_uri={IMAGE}",
-]
-REGION = "us-east-1"
+pytestmark = pytest.mark.usefixtures("in_tmp")
 EXECUTION = f"arn:aws:sagemaker:{REGION}:123456789012:pipeline/claim-frequency/execution/x1y2"
 JOB_ARN = f"arn:aws:sagemaker:{REGION}:123456789012:{{}}/{{}}"
 PREPARE_JOB = "pipelines-x1y2-prepare-a1b2c3"
 TRAIN_JOB = "pipelines-x1y2-train-d4e5f6"
 WHEN = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-@pytest.fixture(autouse=True)
-def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Outputs (outputs/cloud, the executor's store) under a fresh folder."""
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
 
 
 def step(name: str, status: str, metadata: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -6,7 +6,6 @@ import io
 import json
 import os
 import signal
-import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -17,22 +16,9 @@ from botocore.stub import Stubber
 from conf.contract import MODE_KEY, RUN_MODE
 from conf.errors import ConfigError, UserError
 from pipelines.sagemaker import cloud, cloud_cli
+from tests.cloud.support import ACCOUNT, BUCKET, IMAGE, ROLE, archive
 
-ROLE = "arn:aws:iam::123456789012:role/sagemaker"
-BUCKET = "claims-data"
-IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/claim-frequency:abc"
-ACCOUNT = [
-    f"sagemaker.role_arn={ROLE}",
-    f"sagemaker.bucket={BUCKET}",
-    f"sagemaker.image_uri={IMAGE}",
-]
-
-
-@pytest.fixture(autouse=True)
-def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Outputs (outputs/cloud, the executor's store) under a fresh folder."""
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
+pytestmark = pytest.mark.usefixtures("in_tmp")
 
 
 def planned(*overrides: str, tmp: Path, local: bool = False) -> cloud.Planned:
@@ -113,16 +99,6 @@ def test_a_bad_override_is_refused_in_one_line(
 # ------------------------------------------------------------------- AWS on moto
 
 
-def _archive(files: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
-
-
 def test_the_aws_path_creates_the_job_uploads_the_channel_and_tags(
     aws: str, capsys: pytest.CaptureFixture[str], in_tmp: Path
 ) -> None:
@@ -151,8 +127,8 @@ def test_the_aws_path_creates_the_job_uploads_the_channel_and_tags(
     # The job's archives as the platform writes them; fetch unpacks them as a local run.
     base = f"claim-frequency/cloud/{sweep.sweep_id}/{job.name}/output"
     metrics = {"test": {"poisson_deviance": 0.5, "d2": 0.1}}
-    model = _archive({"model.skops": b"model", "config.yaml": b"model: {}\n"})
-    output = _archive({"metrics.json": json.dumps(metrics).encode(), "config.yaml": b"{}\n"})
+    model = archive({"model.skops": b"model", "config.yaml": b"model: {}\n"})
+    output = archive({"metrics.json": json.dumps(metrics).encode(), "config.yaml": b"{}\n"})
     s3.put_object(Bucket=BUCKET, Key=f"{base}/model.tar.gz", Body=model)
     s3.put_object(Bucket=BUCKET, Key=f"{base}/output.tar.gz", Body=output)
     # moto describes every training job as Completed.

@@ -10,21 +10,9 @@ import pytest
 from hydra.core.config_store import ConfigStore
 
 from pipelines.sagemaker import cloud, cloud_cli
+from tests.cloud.support import ACCOUNT, BUCKET
 
-ROLE = "arn:aws:iam::123456789012:role/sagemaker"
-BUCKET = "claims-data"
-IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/claim-frequency:abc"
-ACCOUNT = [
-    f"sagemaker.role_arn={ROLE}",
-    f"sagemaker.bucket={BUCKET}",
-    f"sagemaker.image_uri={IMAGE}",
-]
-
-
-@pytest.fixture(autouse=True)
-def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
+pytestmark = pytest.mark.usefixtures("in_tmp")
 
 
 def test_the_launcher_is_registered_as_hydra_launcher_sagemaker() -> None:

@@ -11,26 +11,14 @@ import pytest
 from conf.errors import compose_checked
 from pipelines.sagemaker import cloud_cli
 from pipelines.sagemaker.cloud_tuning import best_overrides, tuning_job_config, warm_start_config
+from tests.cloud.support import ACCOUNT, BUCKET
 
-ROLE = "arn:aws:iam::123456789012:role/sagemaker"
-BUCKET = "claims-data"
-IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/claim-frequency:abc"
-ACCOUNT = [
-    f"sagemaker.role_arn={ROLE}",
-    f"sagemaker.bucket={BUCKET}",
-    f"sagemaker.image_uri={IMAGE}",
-]
+pytestmark = pytest.mark.usefixtures("in_tmp")
 SEARCH = [
     "tuning.early_stopping=Auto",
     "tuning.target_objective=0.45",
     "tuning.warm_start_from=[p1]",
 ]
-
-
-@pytest.fixture(autouse=True)
-def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
 
 
 def test_the_tuning_config_carries_early_stopping_completion_and_warm_start() -> None:

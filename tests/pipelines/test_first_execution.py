@@ -20,6 +20,7 @@ from conf.contract import UNSET
 from conf.errors import ConfigError
 from executor import service_rules as rules
 from pipelines.sagemaker import cli, preflight, quotas
+from tests.cloud.support import quota_client
 
 ROLE = "arn:aws:iam::123456789012:role/claim-frequency-sagemaker"
 BUCKET = "claim-frequency-data"
@@ -338,30 +339,6 @@ def test_only_the_builder_touches_the_sagemaker_sdk() -> None:
 # ------------------------------------------------ the account's quotas, before a start
 
 
-def _quotas_client(applied: dict[str, float], defaults: dict[str, float]) -> Any:
-    """A Service Quotas client answering from scripted pages (the local endpoint lacks it)."""
-    import boto3
-    from botocore.stub import Stubber
-
-    client = boto3.client("service-quotas", region_name=REGION)
-    stub = Stubber(client)
-
-    def page(values: dict[str, float]) -> dict[str, Any]:
-        return {
-            "Quotas": [
-                {"ServiceCode": "sagemaker", "QuotaName": n, "QuotaCode": f"L-{i:08d}", "Value": v}
-                for i, (n, v) in enumerate(values.items())
-            ]
-        }
-
-    stub.add_response("list_service_quotas", page(applied), {"ServiceCode": "sagemaker"})
-    stub.add_response(
-        "list_aws_default_service_quotas", page(defaults), {"ServiceCode": "sagemaker"}
-    )
-    stub.activate()
-    return client
-
-
 def test_quota_needs_follow_the_start_values(train: Built, tune: Built) -> None:
     needs = {
         (n.step, n.instance_type, n.usage, n.per_job, n.parallel_jobs)
@@ -378,7 +355,7 @@ def test_quota_needs_follow_the_start_values(train: Built, tune: Built) -> None:
 
 def test_a_quota_of_zero_refuses_the_start_naming_the_quota(train: Built) -> None:
     name = "ml.m5.xlarge for training job usage"
-    client = _quotas_client({name: 0.0}, {})
+    client = quota_client({name: 0.0}, {})
     with pytest.raises(ConfigError, match=f"Step Train needs 1 ml.m5.xlarge.*'{name}' is 0"):
         quotas.check_definition(client, train.definition, {})
 
@@ -386,7 +363,7 @@ def test_a_quota_of_zero_refuses_the_start_naming_the_quota(train: Built) -> Non
 def test_parallel_jobs_over_the_quota_queue_with_a_warning(tune: Built, capsys) -> None:
     applied = {"ml.m5.xlarge for processing job usage": 4.0}
     defaults = {"ml.m5.xlarge for training job usage": 1.0}  # no applied value: the default
-    quotas.check_definition(_quotas_client(applied, defaults), tune.definition, {})
+    quotas.check_definition(quota_client(applied, defaults), tune.definition, {})
     err = capsys.readouterr().err
     assert "Step Tune runs 2 jobs at a time" in err and "will queue" in err
 

@@ -5,14 +5,15 @@ from __future__ import annotations
 import os
 import signal
 import time
+import weakref
 
 import pytest
 
 from steps.runtime.interrupt import Interrupted, signals_raise
 
 
-def _wait_for_signal() -> None:
-    os.kill(os.getpid(), signal.SIGINT)
+def _wait_for_signal(signum: int = signal.SIGINT) -> None:
+    os.kill(os.getpid(), signum)
     time.sleep(5)  # the handler raises long before
 
 
@@ -37,3 +38,25 @@ def test_other_errors_pass_and_the_handlers_come_back() -> None:
     with pytest.raises(ValueError), signals_raise():
         raise ValueError("not a signal")
     assert signal.getsignal(signal.SIGTERM) is previous
+
+
+def test_a_signal_handled_where_python_cannot_raise_comes_again(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """As in the import system's module-lock callback: Python would only print the error."""
+
+    class Module:
+        pass
+
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        with pytest.raises(Interrupted) as caught, signals_raise():
+            module = Module()
+            lock = weakref.ref(module, lambda _: _wait_for_signal(signal.SIGTERM))
+            del module  # the callback runs, the handler raises inside it: reported, not raised
+            assert lock() is None
+            time.sleep(5)  # the signal comes again here
+        assert caught.value.exit_code == 143
+        assert "Exception ignored" not in capfd.readouterr().err
+    finally:
+        signal.signal(signal.SIGTERM, previous)
