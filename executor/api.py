@@ -438,9 +438,6 @@ def _stoppable(
         except BaseException as exc:
             error.append(exc)
 
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-
     def on_signal(signum: int, _frame: object) -> None:
         received.append(signum)
         if len(received) > 1:
@@ -449,8 +446,11 @@ def _stoppable(
         print(f"\nStopping ({signal.Signals(signum).name})...", file=sys.stderr, flush=True)
         stop()
 
+    # The handlers come first: a signal as soon as the work starts must stop it too.
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    thread = threading.Thread(target=target, daemon=True)
     try:
+        thread.start()
         while thread.is_alive():
             thread.join(0.2)
     finally:

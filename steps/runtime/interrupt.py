@@ -27,6 +27,7 @@ from typing import Any, NoReturn
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _watching = False
 _received: int | None = None  # the signal ``interrupt`` raised for, in this process
+_blocks = 0  # ``signals_raise`` blocks open in the main thread
 
 
 class Interrupted(BaseException):
@@ -67,17 +68,20 @@ def signals_raise() -> Iterator[None]:
     signal whose ``Interrupted`` came out as another error (raised inside a
     module's initialisation, or wrapped by a library) still ends the block as
     ``Interrupted``; one raised where Python cannot raise is delivered again
-    (``_redeliver``).
+    (``_redeliver``), and if it is lost all the same, outputs are not published
+    (``raise_if_interrupted``) and the block still ends as ``Interrupted``.
     """
-    global _received
+    global _received, _blocks
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     _received = None
+    _blocks += 1
     previous = {sig: signal.signal(sig, _raise) for sig in SIGNALS}
     previous_hook, sys.unraisablehook = sys.unraisablehook, _redeliver(sys.unraisablehook)
     try:
         yield
+        raise_if_interrupted()  # a signal whose exception was lost on the way
     except Interrupted:
         previous = dict.fromkeys(SIGNALS, signal.SIG_IGN)
         raise
@@ -87,9 +91,21 @@ def signals_raise() -> Iterator[None]:
         previous = dict.fromkeys(SIGNALS, signal.SIG_IGN)
         raise Interrupted(_received) from err
     finally:
+        _blocks -= 1
+        _received = None
         sys.unraisablehook = previous_hook
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def raise_if_interrupted() -> None:
+    """Raise ``Interrupted`` if a signal arrived in this ``signals_raise`` block.
+
+    Called before outputs are published: a signal whose exception Python lost
+    (see ``_redeliver``) still keeps a run from publishing anything.
+    """
+    if _blocks and _received is not None:
+        raise Interrupted(_received)
 
 
 def _redeliver(hook: Callable[[Any], object]) -> Callable[[Any], object]:

@@ -20,6 +20,7 @@ import pandas as pd
 from conf.contract import SPLIT_FILE
 from conf.errors import DataError, OutputExistsError, OutputWriteError
 from conf.secrets import redact
+from steps.runtime.interrupt import raise_if_interrupted
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,7 @@ def staged_folders(targets: Mapping[str, Path]) -> Iterator[dict[str, Path]]:
             if exc.errno in WRITE_ERRNOS or "No space left" in str(exc):
                 raise unwritable(Path(next(iter(targets.values()))), exc) from None
             raise
+        raise_if_interrupted()
         moves = [
             (path, Path(targets[name]) / path.relative_to(stage))
             for name, stage in stages.items()

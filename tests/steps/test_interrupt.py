@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
 import weakref
+from pathlib import Path
 
 import pytest
 
@@ -60,3 +62,25 @@ def test_a_signal_handled_where_python_cannot_raise_comes_again(
         assert "Exception ignored" not in capfd.readouterr().err
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def test_a_lost_signal_still_keeps_outputs_from_being_published(tmp_path: Path) -> None:
+    """Whatever swallowed the exception, nothing is published and the block ends interrupted."""
+    from steps.runtime.io import staged_outputs
+
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        with pytest.raises(Interrupted), signals_raise():
+            with contextlib.suppress(Interrupted):  # lost, as in a library that swallows it
+                _wait_for_signal()
+            with staged_outputs(tmp_path / "out") as stage:
+                (stage / "scores.csv").write_text("1\n")
+        assert not list((tmp_path / "out").iterdir())
+        # Even with no output to publish:
+        with pytest.raises(Interrupted), signals_raise(), contextlib.suppress(Interrupted):
+            _wait_for_signal()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    with staged_outputs(tmp_path / "later") as stage:  # the next block starts afresh
+        (stage / "scores.csv").write_text("1\n")
+    assert (tmp_path / "later" / "scores.csv").is_file()
