@@ -24,7 +24,7 @@ from conf.channel import digest, write_channel
 from conf.errors import ConfigError
 from pipelines.sagemaker import ecr, quotas
 from pipelines.sagemaker.s3 import download_prefix, upload_folder
-from pipelines.sagemaker.session import session
+from pipelines.sagemaker.session import account_problems, session
 
 TERMINAL = {"Succeeded", "Failed", "Stopped"}
 
@@ -34,16 +34,7 @@ TERMINAL = {"Succeeded", "Failed", "Stopped"}
 
 def check_config(cfg: DictConfig) -> None:
     """Fail, naming the config key, when a value the pipeline needs is missing or malformed."""
-    sm = cfg.sagemaker
-    problems = []
-    if not sm.role_arn:
-        problems.append("sagemaker.role_arn (the SageMaker execution role ARN)")
-    elif not (str(sm.role_arn).startswith("arn:") and ":iam::" in str(sm.role_arn)):
-        problems.append(f"sagemaker.role_arn must be an IAM role ARN, not {sm.role_arn!r}")
-    if not sm.bucket:
-        problems.append("sagemaker.bucket (the S3 bucket for data, models and config)")
-    if not sm.image_uri:
-        problems.append("sagemaker.image_uri (the project's image in ECR, see `make push-image`)")
+    problems = account_problems(cfg)
     if cfg.pipeline.mode not in ("train", "tune"):
         problems.append(f"pipeline.mode must be train or tune, not {cfg.pipeline.mode!r}")
     if problems:

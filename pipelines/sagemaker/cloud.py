@@ -70,10 +70,6 @@ _TAG_CHARS = re.compile(r"[^\w.:/=+\-@ ]")
 SWEEP_TAG, OVERRIDES_TAG = "sweep-id", "overrides"
 # Each sweep a launcher ran in this process, with its exit code (for the command's exit).
 SWEEPS: list[tuple[Sweep, int]] = []
-LOCAL_PLACEHOLDERS = {
-    "role_arn": "arn:aws:iam::000000000000:role/local-pipeline",
-    "bucket": "claim-frequency-local",
-}
 
 
 @dataclass
@@ -184,16 +180,9 @@ def compose_run(overrides: Sequence[str]) -> DictConfig:
 
 def check_account(cfg: DictConfig) -> None:
     """The account values a cloud run needs, each named when missing."""
-    sm = cfg.sagemaker
-    problems = []
-    if not sm.role_arn:
-        problems.append("sagemaker.role_arn (the SageMaker execution role ARN)")
-    elif not (str(sm.role_arn).startswith("arn:") and ":iam::" in str(sm.role_arn)):
-        problems.append(f"sagemaker.role_arn must be an IAM role ARN, not {sm.role_arn!r}")
-    if not sm.bucket:
-        problems.append("sagemaker.bucket (the S3 bucket for data, models and config)")
-    if not sm.image_uri:
-        problems.append("sagemaker.image_uri (the project's image in ECR, see `make push-image`)")
+    from pipelines.sagemaker.session import account_problems
+
+    problems = account_problems(cfg)
     if problems:
         raise ConfigError(
             "The cloud run cannot start: set "
@@ -222,15 +211,6 @@ def check_cloud_options(cfg: DictConfig) -> None:
             f"sagemaker.max_wait_seconds ({wait}) must be at least sagemaker.max_runtime_seconds "
             f"({sm.max_runtime_seconds}) for managed spot training."
         )
-
-
-def local_overrides(cfg: DictConfig) -> list[str]:
-    """Local placeholders for the account values that are unset (as ``make local-pipeline``)."""
-    sm = cfg.sagemaker
-    out = [f"sagemaker.{k}={v}" for k, v in LOCAL_PLACEHOLDERS.items() if not sm[k]]
-    if not sm.image_uri:
-        out.append(f"sagemaker.image_uri={sm.ecr_repository}:local")
-    return out
 
 
 # --------------------------------------------------------------------------- request
@@ -335,6 +315,8 @@ def plan(
 
     Raises a ``UserError`` naming the job whose config or request is refused.
     """
+    from pipelines.sagemaker.local_pipeline import placeholder_overrides
+
     if not jobs:
         raise ConfigError("The sweep has no jobs.")
     sweep_id = sweep_id or new_sweep_id()
@@ -347,7 +329,7 @@ def plan(
         try:
             cfg = compose_run(overrides)
             if local:
-                overrides = [*overrides, *local_overrides(cfg)]
+                overrides = [*overrides, *placeholder_overrides(cfg)]
                 cfg = compose_run(overrides)
             check_account(cfg)
             folder = scratch / f"channel-{index}"

@@ -161,14 +161,21 @@ def _never_called(cfg: Any) -> None:
     raise RuntimeError("The SageMaker launcher runs each job in SageMaker, not in this process.")
 
 
-def cmd_status(args: argparse.Namespace) -> int:
-    sweep = cloud.Sweep.load(args.sweep_id)
+def refreshed(sweep_id: str) -> tuple[cloud.Sweep, cloud.Backend]:
+    """The sweep's record, each job's status as SageMaker reports it now (a local one's as kept)."""
+    sweep = cloud.Sweep.load(sweep_id)
     backend = _backend(sweep)
-    for job in sweep.jobs:
-        if not sweep.local:
+    if not sweep.local:
+        for job in sweep.jobs:
             described = backend.describe(job.name)
             job.status = str(described.get("TrainingJobStatus", job.status))
             job.failure_reason = str(described.get("FailureReason", ""))
+    return sweep, backend
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    sweep, _ = refreshed(args.sweep_id)
+    for job in sweep.jobs:
         reason = f": {job.failure_reason}" if job.failure_reason else ""
         print(f"{job.name}  {job.status}  {' '.join(job.overrides) or '-'}{reason}")
     sweep.save()
@@ -176,13 +183,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
-    sweep = cloud.Sweep.load(args.sweep_id)
-    backend = _backend(sweep)
+    sweep, backend = refreshed(args.sweep_id)
     for job in sweep.jobs:
-        if not sweep.local:
-            described = backend.describe(job.name)
-            job.status = str(described.get("TrainingJobStatus", job.status))
-            job.failure_reason = str(described.get("FailureReason", ""))
         if job.status in cloud.TERMINAL:
             cloud.fetch_job(sweep, job, backend)
         else:

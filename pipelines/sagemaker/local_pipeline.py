@@ -117,7 +117,7 @@ def parse_params(items: Sequence[str]) -> dict[str, str]:
 
 
 def placeholder_overrides(cfg: Any) -> list[str]:
-    """Local placeholders for the account values that are unset."""
+    """Local placeholders for the unset account values (also for ``--local`` cloud runs)."""
     sm = cfg.sagemaker
     out = [f"sagemaker.{k}={v}" for k, v in PLACEHOLDERS.items() if not sm[k]]
     if not sm.image_uri:

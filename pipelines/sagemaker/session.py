@@ -49,3 +49,18 @@ def resolve_region(explicit: str | None, probe: boto3.Session) -> str:
     if not name:
         raise ConfigError(f"No AWS region is set. {REGION_HELP}")
     return str(name)
+
+
+def account_problems(cfg: DictConfig) -> list[str]:
+    """The account values a job in SageMaker needs, each named when missing or malformed."""
+    sm = cfg.sagemaker
+    problems = []
+    if not sm.role_arn:
+        problems.append("sagemaker.role_arn (the SageMaker execution role ARN)")
+    elif not (str(sm.role_arn).startswith("arn:") and ":iam::" in str(sm.role_arn)):
+        problems.append(f"sagemaker.role_arn must be an IAM role ARN, not {sm.role_arn!r}")
+    if not sm.bucket:
+        problems.append("sagemaker.bucket (the S3 bucket for data, models and config)")
+    if not sm.image_uri:
+        problems.append("sagemaker.image_uri (the project's image in ECR, see `make push-image`)")
+    return problems

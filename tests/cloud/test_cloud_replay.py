@@ -226,14 +226,19 @@ def test_replay_runs_a_cloud_job_here(aws: str, capsys: pytest.CaptureFixture[st
     assert request["HyperParameters"] == {"mode": "run"}
 
 
-@pytest.mark.slow
-def test_a_failed_pipeline_training_step_replays_here(aws: str, tmp_path: Path) -> None:
-    """The step failed in the cloud: its job's request, channel and all, runs here."""
+def cloud_training_job(tmp_path: Path) -> tuple[Any, dict[str, Any]]:
+    """A cloud run's CreateTrainingJob request (without tags), its channel in the endpoint's S3."""
     s3 = boto3.client("s3", region_name=REGION)
     s3.create_bucket(Bucket=BUCKET)
     planned = cloud.plan([[*ACCOUNT, "data.n_rows=3000"]], tmp_path / "plan", local=False)
-    sent = {k: v for k, v in planned.requests[0].items() if k != "Tags"}
     upload_folder(s3, planned.channels[0], planned.sweep.jobs[0].channel_uri)
+    return s3, {k: v for k, v in planned.requests[0].items() if k != "Tags"}
+
+
+@pytest.mark.slow
+def test_a_failed_pipeline_training_step_replays_here(aws: str, tmp_path: Path) -> None:
+    """The step failed in the cloud: its job's request, channel and all, runs here."""
+    s3, sent = cloud_training_job(tmp_path)
     described = {
         **sent,
         "TrainingJobName": TRAIN_JOB,
@@ -366,11 +371,7 @@ def test_a_container_replay_runs_the_local_image_named(
     log = tmp_path / "runs.log"
     standin_engine(tmp_path / "bin", log)
     monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:/usr/bin:/bin")
-    s3 = boto3.client("s3", region_name=REGION)
-    s3.create_bucket(Bucket=BUCKET)
-    planned = cloud.plan([[*ACCOUNT, "data.n_rows=3000"]], tmp_path / "plan", local=False)
-    sent = {k: v for k, v in planned.requests[0].items() if k != "Tags"}
-    upload_folder(s3, planned.channels[0], planned.sweep.jobs[0].channel_uri)
+    s3, sent = cloud_training_job(tmp_path)
     described = {
         **sent,
         "TrainingJobArn": JOB_ARN.format("training-job", sent["TrainingJobName"]),
